@@ -1,0 +1,156 @@
+"""The Fast R-CNN RoI head, shared by Fast and Faster R-CNN (Fast R-CNN, section 2).
+
+RoI pooling (``torchvision.ops.roi_pool`` or ``roi_align``) -> the backbone's FC
+layers -> sibling outputs: K+1 class logits and class-specific box deltas.
+Forward returns raw logits and deltas; sampling, losses and post-processing are
+separate functions so ablations swap one of them and stage timings stay clean.
+
+Shape shorthand: R = RoIs in the batch, K = object classes, D = representation size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align, roi_pool
+
+from .box_ops import BoxCoder, Matcher, match_to_gt, sample_balanced
+
+
+class RoIHead(nn.Module):
+    """Pool -> box head -> (class logits, deltas).
+
+    Args:
+        box_head: maps pooled ``[R, C, S, S]`` to ``[R, D]`` (the backbone's FC layers).
+        representation_size: D.
+        num_classes: K (background excluded).
+        pooler: ``"roi_pool"`` (max pooling, the paper) or ``"roi_align"``.
+        pooled_size: S (7 for VGG16).
+        spatial_scale: 1 / stride.
+    """
+
+    def __init__(
+        self,
+        *,
+        box_head: nn.Module,
+        representation_size: int,
+        num_classes: int,
+        pooler: str = "roi_pool",
+        pooled_size: int = 7,
+        spatial_scale: float = 1.0 / 16,
+    ) -> None:
+        super().__init__()
+        if pooler not in ("roi_pool", "roi_align"):
+            raise ValueError(f"pooler must be roi_pool or roi_align, got {pooler!r}")
+        self.box_head = box_head
+        self.pooler, self.pooled_size, self.spatial_scale = pooler, pooled_size, spatial_scale
+        self.cls_score = nn.Linear(representation_size, num_classes + 1)
+        self.bbox_pred = nn.Linear(representation_size, 4 * (num_classes + 1))
+        nn.init.normal_(self.cls_score.weight, std=0.01)  # Fast R-CNN 2.3: std 0.01 and 0.001
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def pool(self, features: Tensor, rois: list[Tensor]) -> Tensor:
+        """``[B, C, Hf, Wf]`` + B lists of boxes -> ``[R, C, S, S]``."""
+        size = (self.pooled_size, self.pooled_size)
+        if self.pooler == "roi_pool":
+            return roi_pool(features, rois, size, self.spatial_scale)
+        return roi_align(features, rois, size, self.spatial_scale, sampling_ratio=2, aligned=True)
+
+    def forward(self, features: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Returns class logits ``[R, K+1]`` and deltas ``[R, 4 (K+1)]``."""
+        x = self.box_head(self.pool(features, rois))
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+class RoISampler:
+    """Mini-batch of RoIs per image (Fast R-CNN 2.3): gt boxes added, 25% foreground.
+
+    Foreground: IoU >= ``fg_iou`` with a gt box; background: max IoU in
+    ``[bg_iou_low, bg_iou_high)``; the rest is not sampled.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        fg_iou: float = 0.5,
+        bg_iou_high: float = 0.5,
+        bg_iou_low: float = 0.1,
+        box_coder: BoxCoder,
+    ) -> None:
+        self.matcher = Matcher(fg_iou, bg_iou_high, low_min=bg_iou_low)
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.box_coder = box_coder
+
+    def __call__(self, proposals: list[Tensor], targets: list[dict]) -> tuple[list[Tensor], Tensor, Tensor]:
+        """Returns sampled RoIs (per image), labels ``int64 [R]`` and regression targets ``[R, 4]``."""
+        rois, labels, box_targets = [], [], []
+        for props, target in zip(proposals, targets):
+            gt_boxes = target["boxes"].to(props.device)
+            props = torch.cat((props, gt_boxes))
+            lab, matched = match_to_gt(self.matcher, props, gt_boxes, target["labels"].to(props.device))
+            pos, neg = sample_balanced(
+                lab, batch_size=self.batch_size_per_image, positive_fraction=self.positive_fraction
+            )
+            keep = torch.cat((pos, neg))
+            rois.append(props[keep])
+            labels.append(lab[keep])
+            box_targets.append(self.box_coder.encode(props[keep], matched[keep]))
+        return rois, torch.cat(labels), torch.cat(box_targets)
+
+
+def fast_rcnn_losses(
+    class_logits: Tensor, deltas: Tensor, labels: Tensor, box_targets: Tensor, *, box_weight: float = 1.0
+) -> dict[str, Tensor]:
+    """Multi-task loss L = L_cls + lambda [u >= 1] L_loc (Fast R-CNN, eq. 1).
+
+    L_loc is smooth L1 (beta 1, eq. 3) on the deltas of the true class, summed over
+    the four coordinates and averaged over all sampled RoIs.
+    """
+    loss_cls = F.cross_entropy(class_logits, labels)
+    fg = torch.nonzero(labels > 0).flatten()
+    # (R, 4*(K+1)) -> (R, K+1, 4), then pick each foreground RoI's own class
+    per_class = deltas.reshape(deltas.shape[0], -1, 4)
+    loss_box = F.smooth_l1_loss(per_class[fg, labels[fg]], box_targets[fg], beta=1.0, reduction="sum")
+    return {"loss_cls": loss_cls, "loss_box": box_weight * loss_box / max(labels.numel(), 1)}
+
+
+def postprocess_detections(
+    class_logits: Tensor,
+    deltas: Tensor,
+    rois: list[Tensor],
+    image_sizes: list[tuple[int, int]],
+    *,
+    box_coder: BoxCoder,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.3,
+    max_detections: int = 100,
+    min_size: float = 1e-2,
+) -> list[dict[str, Tensor]]:
+    """Softmax, class-specific decoding, clipping, score threshold, per-class NMS, top-k.
+
+    Returns one ``{"boxes": [D, 4], "labels": int64 [D], "scores": [D]}`` per image.
+    """
+    scores_all = F.softmax(class_logits, dim=1)
+    boxes_all = box_coder.decode(torch.cat(rois), deltas)
+    results = []
+    start = 0
+    for image_rois, size in zip(rois, image_sizes):
+        end = start + image_rois.shape[0]
+        num_cls = scores_all.shape[1]
+        # (R_i, 4*(K+1)) -> (R_i, K+1, 4); drop the background column
+        boxes = clip_boxes_to_image(boxes_all[start:end].reshape(-1, num_cls, 4), size)[:, 1:]
+        scores = scores_all[start:end, 1:]
+        labels = torch.arange(1, num_cls, device=scores.device).expand_as(scores)
+        boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+        keep = torch.nonzero(scores > score_thresh).flatten()
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = remove_small_boxes(boxes, min_size)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_detections]
+        results.append({"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]})
+        start = end
+    return results

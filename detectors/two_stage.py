@@ -1,0 +1,124 @@
+"""The composer: images -> backbone -> proposal source -> RoI head -> post-processing.
+
+Faster R-CNN plugs a Region Proposal Network into the proposal slot; Fast R-CNN
+plugs precomputed (selective search) proposals into the same slot, and nothing
+else changes. The interface is torchvision's: ``model(images, targets)`` returns
+a dict of losses in training and a list of ``{"boxes", "labels", "scores"}`` in
+evaluation, boxes in each input image's own frame.
+
+Shape shorthand: B = images, C = channels, Hp, Wp = padded batch size.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .box_ops import BoxCoder
+from .proposals import ImageBatch, ProposalSource
+from .roi_heads import RoIHead, RoISampler, fast_rcnn_losses, postprocess_detections
+
+StageTimer = Callable[[str], AbstractContextManager]
+
+
+def no_timer(name: str) -> AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+class TwoStageDetector(nn.Module):
+    """Shared-feature two-stage detector (Fast / Faster R-CNN).
+
+    Args:
+        body: stride-16 conv body (see :mod:`detectors.backbones`).
+        proposal_source: an RPN or precomputed proposals.
+        roi_head: RoI pooling + FC layers + sibling outputs.
+        sampler: RoI mini-batch sampler used in training.
+        mean, std: input normalisation.
+        box_weight: lambda of the RoI head's box loss.
+        score_thresh, nms_thresh, max_detections: post-processing (0.05, 0.3, 100).
+        size_divisible: pad the batch to a multiple of this (the stride).
+    """
+
+    def __init__(
+        self,
+        *,
+        body: nn.Module,
+        proposal_source: ProposalSource,
+        roi_head: RoIHead,
+        sampler: RoISampler,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        box_weight: float = 1.0,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.3,
+        max_detections: int = 100,
+        size_divisible: int = 16,
+    ) -> None:
+        super().__init__()
+        self.body, self.proposal_source, self.roi_head = body, proposal_source, roi_head
+        self.sampler = sampler
+        self.box_coder: BoxCoder = sampler.box_coder
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.box_weight = box_weight
+        self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
+        self.size_divisible = size_divisible
+
+    def batch_images(self, images: list[Tensor]) -> ImageBatch:
+        """Normalise and zero-pad ``[3, H_i, W_i]`` images into ``[B, 3, Hp, Wp]``."""
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        d = self.size_divisible
+        hp = int(math.ceil(max(h for h, _ in sizes) / d) * d)
+        wp = int(math.ceil(max(w for _, w in sizes) / d) * d)
+        batch = torch.stack(
+            [F.pad((im - self.mean[0]) / self.std[0], (0, wp - w, 0, hp - h)) for im, (h, w) in zip(images, sizes)]
+        )
+        return ImageBatch(batch, sizes)
+
+    @torch.no_grad()
+    def propose(self, images: list[Tensor], targets: list[dict] | None = None) -> list[Tensor]:
+        """Proposals alone (in eval mode: the test-time top-N), for proposal-recall curves."""
+        batch = self.batch_images(images)
+        proposals, _ = self.proposal_source(batch, self.body(batch.tensors), targets)
+        return proposals
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict] | None = None, *, timer: StageTimer = no_timer
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Args:
+            images: B float32 ``[3, H_i, W_i]`` tensors in [0, 1].
+            targets: B target dicts (data contract); required in training. In
+                evaluation, targets may carry ``proposals`` for a precomputed source.
+            timer: ``timer(stage)`` context manager wrapping each stage (backbone,
+                proposals, head, postprocess); the harness passes its stage timer.
+        """
+        if self.training and targets is None:
+            raise ValueError("targets are required in training")
+        with timer("backbone"):
+            batch = self.batch_images(images)
+            features = self.body(batch.tensors)
+        with timer("proposals"):
+            proposals, losses = self.proposal_source(batch, features, targets)
+        if self.training:
+            rois, labels, box_targets = self.sampler(proposals, targets)
+            logits, deltas = self.roi_head(features, rois)
+            losses.update(fast_rcnn_losses(logits, deltas, labels, box_targets, box_weight=self.box_weight))
+            return losses
+        with timer("head"):
+            logits, deltas = self.roi_head(features, proposals)
+        with timer("postprocess"):
+            return postprocess_detections(
+                logits,
+                deltas,
+                proposals,
+                batch.image_sizes,
+                box_coder=self.box_coder,
+                score_thresh=self.score_thresh,
+                nms_thresh=self.nms_thresh,
+                max_detections=self.max_detections,
+            )

@@ -1,0 +1,261 @@
+"""Read ``runs.jsonl`` and flatten the run records into a pandas DataFrame.
+
+Every record is read defensively: any field may be missing or null (failed
+and interrupted runs), and future detectors may add keys. A line that is not
+valid JSON (or not a JSON object) is skipped with a
+:class:`MalformedRecordWarning` naming the file and line number; it is also
+listed in the report's Provenance section.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RUNS_FILE = "runs.jsonl"
+SCHEMA_VERSION = 1
+
+KNOWN_DETECTORS = ("rcnn", "fast", "faster")
+DETECTOR_NAMES = {"rcnn": "R-CNN", "fast": "Fast R-CNN", "faster": "Faster R-CNN"}
+KNOWN_VERSIONS = ("python", "torch", "torchvision", "opencv", "numpy")
+
+
+class NoRecordsError(Exception):
+    """There is no run record to report on."""
+
+
+class MalformedRecordWarning(UserWarning):
+    """A line of a runs file was skipped."""
+
+
+@dataclass
+class Skipped:
+    file: str
+    line: int
+    error: str
+
+
+@dataclass
+class RecordSet:
+    source: Path
+    runs: pd.DataFrame  # one row per record, all statuses
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "ok"]
+
+
+# --------------------------------------------------------------------------- #
+# defensive accessors
+# --------------------------------------------------------------------------- #
+def get(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...`` or ``None`` when any level is missing or not a dict."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def num(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, (int, float)):
+        f = float(x)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(x, str):
+        try:
+            f = float(x)
+        except ValueError:
+            return None
+        return None if math.isnan(f) or math.isinf(f) else f
+    return None
+
+
+def text(x: Any) -> str | None:
+    if x is None:
+        return None
+    if isinstance(x, (dict, list)):
+        return json.dumps(x, sort_keys=True)
+    return str(x)
+
+
+def num_list(x: Any) -> list[float] | None:
+    if not isinstance(x, (list, tuple)):
+        return None
+    out = [num(v) for v in x]
+    if not out or any(v is None for v in out):
+        return None
+    return out  # type: ignore[return-value]
+
+
+def flatten_config(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"model.anchor_sizes": "[32, 64, 128]", ...}``.
+
+    Lists and other non-scalars become their JSON text, so values are hashable.
+    """
+    out: dict[str, Any] = {}
+    if not isinstance(cfg, dict):
+        return out
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if v:
+                out.update(flatten_config(v, key + "."))
+            else:
+                out[key] = "{}"
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
+
+
+def detector_label(det: Any) -> str:
+    if det is None or (isinstance(det, float) and math.isnan(det)):
+        return "unknown detector"
+    return DETECTOR_NAMES.get(str(det), str(det))
+
+
+def detector_order(det: Any) -> tuple[int, str]:
+    s = str(det)
+    return (KNOWN_DETECTORS.index(s), s) if s in KNOWN_DETECTORS else (len(KNOWN_DETECTORS), s)
+
+
+def init_kind(init: Any) -> str | None:
+    if init is None:
+        return None
+    s = str(init)
+    if s.startswith("weights:"):
+        return "weights"
+    return s
+
+
+# --------------------------------------------------------------------------- #
+# loading
+# --------------------------------------------------------------------------- #
+def resolve_results_file(results: Path) -> Path:
+    results = Path(results)
+    if results.is_dir():
+        return results / RUNS_FILE
+    return results
+
+
+def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], list[Skipped]]:
+    records: list[tuple[int, dict]] = []
+    skipped: list[Skipped] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                err = f"malformed JSON ({exc.msg} at column {exc.colno})"
+            else:
+                if isinstance(rec, dict):
+                    records.append((lineno, rec))
+                    continue
+                err = f"not a JSON object ({type(rec).__name__})"
+            skipped.append(Skipped(str(path), lineno, err))
+            warnings.warn(
+                f"{path}:{lineno}: skipping line: {err}", MalformedRecordWarning, stacklevel=2
+            )
+    return records, skipped
+
+
+def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
+    """One flat row of the runs DataFrame; nested parts are kept as objects."""
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    timing = rec.get("timing") if isinstance(rec.get("timing"), dict) else {}
+    test_median = num(get(timing, "test_s_per_img", "median"))
+    versions = rec.get("versions") if isinstance(rec.get("versions"), dict) else {}
+    stages = get(timing, "stages")
+    row: dict[str, Any] = {
+        "run_id": text(rec.get("run_id")) or f"(no run_id, line {lineno})",
+        "status": text(rec.get("status")) or "unknown",
+        "reason": text(rec.get("reason")),
+        "schema_version": rec.get("schema_version"),
+        "detector": text(rec.get("detector")) or "unknown",
+        "dataset": text(rec.get("dataset")) or "unknown",
+        "backbone": text(rec.get("backbone")) or "unknown",
+        "seed": num(rec.get("seed")),
+        "init": text(rec.get("init")),
+        "init_kind": init_kind(rec.get("init")),
+        "profile": text(rec.get("profile")),
+        "preset": text(rec.get("preset")),
+        "git_sha": text(rec.get("git_sha")),
+        "device_type": text(get(rec, "device", "type")),
+        "device_name": text(get(rec, "device", "name")) or "unknown device",
+        "device_threads": num(get(rec, "device", "threads")),
+        "map50_voc07": num(metrics.get("map50_voc07")),
+        "map50_area": num(metrics.get("map50_area")),
+        "coco_ap": num(metrics.get("coco_ap")),
+        "coco_ap50": num(metrics.get("coco_ap50")),
+        "coco_ap75": num(metrics.get("coco_ap75")),
+        "coco_ap_small": num(metrics.get("coco_ap_small")),
+        "coco_ap_medium": num(metrics.get("coco_ap_medium")),
+        "coco_ap_large": num(metrics.get("coco_ap_large")),
+        "train_s": num(timing.get("train_s")),
+        "train_iters": num(timing.get("train_iters")),
+        "test_images": num(timing.get("test_images")),
+        "test_s_median": test_median,
+        "test_s_p90": num(get(timing, "test_s_per_img", "p90")),
+        "test_s_noprop_median": num(get(timing, "test_s_per_img_without_proposals", "median")),
+        "fps": (1.0 / test_median) if test_median else None,
+        "peak_rss_bytes": num(get(rec, "memory", "peak_rss_bytes")),
+        "cuda_max_allocated_bytes": num(get(rec, "memory", "cuda_max_allocated_bytes")),
+        "disk_bytes": num(get(rec, "disk", "bytes")),
+        "disk_extrapolated_bytes": num(get(rec, "disk", "extrapolated", "bytes")),
+        "disk_extrapolated_to": text(get(rec, "disk", "extrapolated", "to")),
+        "started": text(rec.get("started")),
+        "finished": text(rec.get("finished")),
+        "source": f"{source}:{lineno}",
+        # nested parts, kept as python objects
+        "versions": {str(k): text(v) for k, v in versions.items()},
+        "stages": {str(k): num(v) for k, v in stages.items() if num(v) is not None}
+        if isinstance(stages, dict) else {},
+        "train_stages": {
+            str(k): num(v) for k, v in get(timing, "train_stages").items() if num(v) is not None
+        } if isinstance(get(timing, "train_stages"), dict) else {},
+        "per_class": metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {},
+        "pr_curves": metrics.get("pr_curves") if isinstance(metrics.get("pr_curves"), dict) else {},
+        "proposal_recall": metrics.get("proposal_recall")
+        if isinstance(metrics.get("proposal_recall"), dict) else {},
+        "disk_items": get(rec, "disk", "items") if isinstance(get(rec, "disk", "items"), dict) else {},
+        "config_flat": flatten_config(rec.get("config")),
+    }
+    return row
+
+
+def load_records(results: Path) -> RecordSet:
+    """All records of ``results`` (a directory holding ``runs.jsonl``, or a ``.jsonl`` file).
+
+    Raises :class:`NoRecordsError` when the file is missing or holds no record.
+    """
+    path = resolve_results_file(Path(results))
+    if not path.is_file():
+        raise NoRecordsError(
+            f"No run records: {path} does not exist. Run a detector first "
+            f"(each run appends one record to {RUNS_FILE}), or pass --results DIR."
+        )
+    records, skipped = read_jsonl(path)
+    if not records:
+        extra = f" ({len(skipped)} malformed line(s) skipped)" if skipped else ""
+        raise NoRecordsError(f"No run records in {path}{extra}. Run a detector first.")
+    rows = [record_row(rec, str(path), lineno) for lineno, rec in records]
+    df = pd.DataFrame(rows)
+    df["_order"] = range(len(df))
+    return RecordSet(source=path, runs=df, skipped=skipped)
+
+
+def group_label(detector: Any, backbone: Any, dataset: Any) -> str:
+    return f"{detector_label(detector)} · {backbone} · {dataset}"

@@ -1,0 +1,98 @@
+"""One timer utility for every measurement the harness records.
+
+Wall-clock with ``time.perf_counter``; on CUDA the device is synchronised before
+and after each timed block, so queued kernels are charged to the right stage.
+Raw samples are kept; summaries are median and p90 (robust on noisy machines).
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize(samples: list[float]) -> dict[str, float | int | None]:
+    """``{"median", "p90", "mean", "n"}`` of raw samples in seconds (None when empty)."""
+    if not samples:
+        return {"median": None, "p90": None, "mean": None, "n": 0}
+    ordered = sorted(samples)
+    # nearest-rank p90: an observed value, never an interpolation
+    p90 = ordered[min(len(ordered) - 1, max(0, int(round(0.9 * len(ordered) + 0.5)) - 1))]
+    return {"median": statistics.median(ordered), "p90": p90, "mean": statistics.fmean(ordered), "n": len(ordered)}
+
+
+class StageTimer:
+    """Accumulates time per named stage, per item (e.g. per test image).
+
+    Use ``with timer("backbone"): ...`` inside an item, and ``timer.item()`` around
+    each item; a stage entered several times within one item is summed. Items run
+    while ``warmup`` is set are measured but discarded.
+
+    Attributes:
+        samples: stage → one total per (non-warm-up) item, seconds.
+    """
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device = device
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._current: dict[str, float] | None = None
+        self.warmup = False
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            if self._current is not None:
+                self._current[stage] = self._current.get(stage, 0.0) + time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def item(self, per: int = 1) -> Iterator[None]:
+        """Time one item (``per`` images processed together count as ``per`` items)."""
+        self._current = {}
+        synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self._current["total"] = time.perf_counter() - start
+            if not self.warmup:
+                for stage, seconds in self._current.items():
+                    self.samples[stage].extend([seconds / per] * per)
+            self._current = None
+
+    def medians(self) -> dict[str, float]:
+        """Median seconds per item of each stage (``total`` excluded)."""
+        return {k: summarize(v)["median"] for k, v in self.samples.items() if k != "total"}
+
+    def summary(self, stage: str = "total") -> dict[str, float | int | None]:
+        return summarize(self.samples.get(stage, []))
+
+
+class Stopwatch:
+    """Elapsed wall time of a block: ``with Stopwatch(device) as sw: ...; sw.seconds``."""
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device, self.seconds = device, 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
