@@ -193,5 +193,13 @@ def show_config(
     out.print(table)
 
 
+def _register_report() -> None:
+    from harness.report.command import report_command
+
+    app.command("report", help="Write the HTML (or Markdown) report of every recorded run.")(report_command)
+
+
+_register_report()
+
 if __name__ == "__main__":
     app()

@@ -113,7 +113,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as one line, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(_jsonable(record), allow_nan=False, sort_keys=False) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         # a previous writer killed mid-line would glue our record to its fragment

@@ -7,6 +7,7 @@ Raw samples are kept; summaries are median and p90 (robust on noisy machines).
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -26,7 +27,7 @@ def summarize(samples: list[float]) -> dict[str, float | int | None]:
         return {"median": None, "p90": None, "mean": None, "n": 0}
     ordered = sorted(samples)
     # nearest-rank p90: an observed value, never an interpolation
-    p90 = ordered[min(len(ordered) - 1, max(0, int(round(0.9 * len(ordered) + 0.5)) - 1))]
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
     return {"median": statistics.median(ordered), "p90": p90, "mean": statistics.fmean(ordered), "n": len(ordered)}
 
 

@@ -99,12 +99,11 @@ class COCODataset(DetectionDataset):
         per_image: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
         for ann in data["annotations"]:
             _require(ann, ("image_id", "category_id", "bbox"), "an annotations entry", path)
+            where = f"{path}: annotation {ann.get('id', '?')}"
             if int(ann["image_id"]) not in per_image:
-                raise DatasetError(f"{path}: annotation {ann.get('id', '?')} refers to unknown image id {ann['image_id']}")
+                raise DatasetError(f"{where} refers to unknown image id {ann['image_id']}")
             if int(ann["category_id"]) not in label_of_category:
-                raise DatasetError(
-                    f"{path}: annotation {ann.get('id', '?')} refers to unknown category id {ann['category_id']}"
-                )
+                raise DatasetError(f"{where} refers to unknown category id {ann['category_id']}")
             per_image[int(ann["image_id"])].append(ann)
 
         self.image_ids = [i for i in sorted(images) if split == "all" or coco_split_of(i) == split]
@@ -140,7 +139,9 @@ class COCODataset(DetectionDataset):
         """``images_dir / file_name``, refusing names that are absolute or climb out with ``..``."""
         relative = Path(file_name)
         if relative.is_absolute() or ".." in relative.parts or not file_name:
-            raise DatasetError(f"{json_path}: refusing image file_name {file_name!r} (must stay inside {self.images_dir})")
+            raise DatasetError(
+                f"{json_path}: refusing image file_name {file_name!r} (must stay inside {self.images_dir})"
+            )
         return self.images_dir / relative
 
     @staticmethod
@@ -151,20 +152,21 @@ class COCODataset(DetectionDataset):
         height, width = size
         boxes, labels, crowd = [], [], []
         for ann in anns:
+            where = f"{path}: annotation {ann.get('id', '?')}"
             try:
                 x, y, w, h = (float(v) for v in ann["bbox"])
             except (TypeError, ValueError):
-                raise DatasetError(f"{path}: annotation {ann.get('id', '?')} has bbox {ann['bbox']!r}, expected [x, y, w, h]") from None
+                raise DatasetError(f"{where} has bbox {ann['bbox']!r}, expected [x, y, w, h]") from None
             if w <= 0 or h <= 0:
-                log.warning("%s: dropping degenerate box %s (annotation %s)", path, ann["bbox"], ann.get("id", "?"))
+                log.warning("%s: dropping degenerate bbox %s", where, ann["bbox"])
                 continue
             box = (x, y, x + w, y + h)
             clipped = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(width)), min(box[3], float(height)))
             if clipped != box:
                 if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                    log.warning("%s: dropping box %s outside its %dx%d image (annotation %s)", path, ann["bbox"], width, height, ann.get("id", "?"))
+                    log.warning("%s: dropping bbox %s outside its %dx%d image", where, ann["bbox"], width, height)
                     continue
-                log.warning("%s: clipping box %s to its %dx%d image (annotation %s)", path, ann["bbox"], width, height, ann.get("id", "?"))
+                log.warning("%s: clipping bbox %s to its %dx%d image", where, ann["bbox"], width, height)
             boxes.append(clipped)
             labels.append(label_of[int(ann["category_id"])])
             crowd.append(bool(ann.get("iscrowd", 0)))

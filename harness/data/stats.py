@@ -118,11 +118,13 @@ def _range(stat: dict[str, Any]) -> str:
 
 def stats_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
     """``(field, value)`` string pairs of one split, ready for a two-column table."""
+    per_image = stats["boxes_per_image"]
+    mean_text = "-" if per_image["mean"] is None else f"{per_image['mean']:.2f}"
     rows = [
         ("images", _num(stats["images"])),
         ("empty images", _num(stats["empty_images"])),
         ("boxes", _num(stats["boxes"])),
-        ("boxes / image (mean, max)", f"{_num(stats['boxes_per_image']['mean'], 2)}, {_num(stats['boxes_per_image']['max'])}"),
+        ("boxes / image (mean, max)", f"{mean_text}, {_num(per_image['max'])}"),
         ("difficult boxes", _num(stats["difficult"])),
         ("crowd boxes", _num(stats["crowd"])),
     ]

@@ -95,14 +95,19 @@ class SyntheticConfig:
 
 
 class Scene(NamedTuple):
-    """One generated sample: ``image`` RGB ``uint8 [H, W, 3]``, ``boxes`` ``float32 [N, 4]``, ``labels`` ``int64 [N]``."""
+    """One generated sample.
+
+    ``image``: RGB ``uint8 [H, W, 3]``; ``boxes``: ``float32 [N, 4]`` xyxy; ``labels``: ``int64 [N]`` in 1..3.
+    """
 
     image: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
 
 
-def _hsv_colour(rng: np.random.Generator, hue: tuple[int, int], sat: tuple[int, int], val: tuple[int, int]) -> np.ndarray:
+def _hsv_colour(
+    rng: np.random.Generator, hue: tuple[int, int], sat: tuple[int, int], val: tuple[int, int]
+) -> np.ndarray:
     """One RGB colour, ``float32 [3]`` in 0..255, drawn uniformly from an HSV box."""
     hsv = np.array(
         [[[rng.integers(hue[0], hue[1] + 1), rng.integers(sat[0], sat[1] + 1), rng.integers(val[0], val[1] + 1)]]],

@@ -252,7 +252,9 @@ class VOCDataset(DetectionDataset):
             clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
             if clipped != (x1, y1, x2, y2):
                 if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                    log.warning("%s: dropping %s box %s lying outside the %dx%d image", xml_path, obj.name, raw, width, height)
+                    log.warning(
+                        "%s: dropping %s box %s lying outside the %dx%d image", xml_path, obj.name, raw, width, height
+                    )
                     return None
                 log.warning("%s: clipping %s box %s to the %dx%d image", xml_path, obj.name, raw, width, height)
                 x1, y1, x2, y2 = clipped

@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure as MplFigure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from .blocks import Figure, fmt_bytes, fmt_num  # noqa: E402
 from .records import KNOWN_DETECTORS, detector_label, detector_order  # noqa: E402
@@ -99,7 +99,8 @@ def map_vs_speed(points: list[Point], y_label: str) -> Figure | None:
         ax.set_ylabel(y_label)
         ax.set_title("Accuracy against test speed (ok runs, mean over seeds)")
         _detector_legend(ax, [p.detector for p in points], loc="best", fontsize=8)
-        return _render(fig, "summary_map_vs_speed", "Scatter plot of mAP against test time per image")
+        return _render(fig, "summary_map_vs_speed",
+                       "Scatter plot of mAP against test time per image")
 
 
 # --------------------------------------------------------------------------- #
@@ -155,10 +156,9 @@ def stage_bars(bars: list[StageBar]) -> Figure | None:
         ax_pct.set_title("Where the time goes")
         handles = [Patch(facecolor=style[s][0], hatch=style[s][1], edgecolor="white",
                          label=mpl_text(s)) for s in stage_names]
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8),
-                   bbox_to_anchor=(0.5, -0.02 - 0.06 * (len(handles) > 8)), fontsize=8,
-                   title="stage")
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.tight_layout()
+        fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8),
+                   bbox_to_anchor=(0.5, 0.0), fontsize=8, title="stage")
         return _render(fig, "speed_stages", "Stacked bars of test time per stage, per detector")
 
 
@@ -169,7 +169,7 @@ def heatmap(matrix, name: str, title: str, value_label: str) -> Figure | None:
         return None
     n_rows, n_cols = matrix.shape
     with _styled():
-        fig = _new(min(2.5 + 0.75 * n_cols, 16), 1.6 + 0.45 * n_rows)
+        fig = _new(min(max(8.0, 4.5 + 0.8 * n_cols), 16), 1.8 + 0.5 * n_rows)
         ax = fig.add_subplot()
         sns.heatmap(matrix.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis",
                     annot=n_cols <= 20, fmt=".1f", annot_kws={"fontsize": 8},
@@ -202,7 +202,7 @@ def pr_curves(per_class: dict[str, list[Curve]], name: str, title: str,
     ncols = min(4, len(classes))
     nrows = (len(classes) + ncols - 1) // ncols
     with _styled():
-        fig = _new(3.2 * ncols, 2.9 * nrows + 0.8)
+        fig = _new(max(4.2 * ncols, 8.0), 3.6 * nrows + 0.9)
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
         seen: dict[str, Curve] = {}
         for ax, cls in zip(axes, classes):
@@ -213,20 +213,22 @@ def pr_curves(per_class: dict[str, list[Curve]], name: str, title: str,
                 seen.setdefault(c.label, c)
             ax.set_xlim(0, 1.02)
             ax.set_ylim(0, 1.05)
-            ax.set_title(mpl_text(cls, 30), fontsize=10)
-            ax.set_xlabel("recall (fraction of GT)", fontsize=8)
-            ax.set_ylabel("precision (fraction)", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_title(mpl_text(cls, 30), fontsize=11)
+            ax.set_xlabel("recall (fraction of GT boxes)", fontsize=9)
+            ax.set_ylabel("precision (fraction)", fontsize=9)
+            ax.tick_params(labelsize=8)
         for ax in axes[len(classes):]:
             ax.set_visible(False)
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], color=detector_color(c.detector),
-                          linestyle=_LINESTYLES[c.style % len(_LINESTYLES)], label=mpl_text(lbl, 60))
+                          linestyle=_LINESTYLES[c.style % len(_LINESTYLES)],
+                          label=mpl_text(lbl, 60))
                    for lbl, c in seen.items()]
         fig.suptitle(mpl_text(title, 90))
-        fig.tight_layout(rect=(0, 0.06 + 0.02 * len(handles) / 2, 1, 1))
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8)
+        fig.tight_layout()
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(handles), 2), fontsize=9)
         return _render(fig, name, f"Precision-recall curves per class: {title}")
 
 
@@ -268,9 +270,9 @@ def proposal_recall(series: list[RecallSeries]) -> Figure | None:
             ax.set_xlabel("proposals per image (log scale)")
             ax.set_ylabel("recall of GT boxes (%)")
             ax.set_title(f"Proposal recall at IoU {mpl_text(iou)}")
-        fig.tight_layout(rect=(0, 0.08 + 0.03 * len(handles) / 2, 1, 1))
-        fig.legend(handles=list(handles.values()), loc="lower center",
-                   ncol=min(len(handles), 2), fontsize=8)
+        fig.tight_layout()
+        fig.legend(handles=list(handles.values()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(handles), 2), fontsize=9)
         return _render(fig, "accuracy_proposal_recall",
                        "Proposal recall against number of proposals per image")
 
@@ -288,7 +290,7 @@ def disk_bars(bars: list[DiskBar]) -> Figure | None:
     bars = [b for b in bars if b.measured is not None or b.extrapolated is not None]
     if not bars:
         return None
-    positive = [v for b in bars for v in (b.measured, b.extrapolated) if v]
+    positive = [v for b in bars for v in (b.measured, b.extrapolated) if v and v > 0]
     lo = min(positive) / 10 if positive else 1.0
     hi = max(positive) * 30 if positive else 1e3
     with _styled():
@@ -297,17 +299,21 @@ def disk_bars(bars: list[DiskBar]) -> Figure | None:
         for i, b in enumerate(bars):
             c = detector_color(b.detector)
             y_m, y_e = i - 0.18, i + 0.18
-            if b.measured:
+            if b.measured and b.measured > lo:
                 ax.barh(y_m, b.measured - lo, left=lo, height=0.34, color=c)
             ax.annotate(f" measured: {fmt_bytes(b.measured)}", (max(b.measured or 0, lo), y_m),
                         va="center", fontsize=8)
-            if b.extrapolated:
+            if b.extrapolated and b.extrapolated > lo:
                 ax.barh(y_e, b.extrapolated - lo, left=lo, height=0.34, color=c, alpha=0.45,
                         hatch="//", edgecolor=c)
-                ax.annotate(f" extrapolated: {fmt_bytes(b.extrapolated)}", (b.extrapolated, y_e),
+                ax.annotate(f" extrapolated: {fmt_bytes(b.extrapolated)}",
+                            (max(b.extrapolated, lo), y_e),
                             va="center", fontsize=8)
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)
+        ticks = [1024 ** k * m for k in range(0, 7) for m in (1, 10, 100)]
+        ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi]))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_bytes(v)))
         ax.set_yticks(np.arange(len(bars)), [mpl_text(b.label, 55) for b in bars], fontsize=8)
         for tick, b in zip(ax.get_yticklabels(), bars):

@@ -194,7 +194,7 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "preset": text(rec.get("preset")),
         "git_sha": text(rec.get("git_sha")),
         "device_type": text(get(rec, "device", "type")),
-        "device_name": text(get(rec, "device", "name")) or "unknown device",
+        "device_name": text(get(rec, "device", "name")),
         "device_threads": num(get(rec, "device", "threads")),
         "map50_voc07": num(metrics.get("map50_voc07")),
         "map50_area": num(metrics.get("map50_area")),
@@ -230,7 +230,8 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "pr_curves": metrics.get("pr_curves") if isinstance(metrics.get("pr_curves"), dict) else {},
         "proposal_recall": metrics.get("proposal_recall")
         if isinstance(metrics.get("proposal_recall"), dict) else {},
-        "disk_items": get(rec, "disk", "items") if isinstance(get(rec, "disk", "items"), dict) else {},
+        "disk_items": get(rec, "disk", "items")
+        if isinstance(get(rec, "disk", "items"), dict) else {},
         "config_flat": flatten_config(rec.get("config")),
     }
     return row

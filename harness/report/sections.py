@@ -35,9 +35,9 @@ def iter_groups(df: pd.DataFrame, keys: list[str] = GROUP_KEYS) -> list[tuple[tu
     return sorted(groups, key=lambda kg: (detector_order(kg[0][0]), kg[0][1:]))
 
 
-def group_name(key: tuple, with_device: bool = True) -> str:
-    det, rest = key[0], key[1:] if with_device else key[1:3]
-    return " · ".join([detector_label(det), *[str(x) for x in rest]])
+def group_name(key: tuple) -> str:
+    """``"Faster R-CNN · tiny · synthetic · AMD EPYC 7B13"`` for a group key."""
+    return " · ".join([detector_label(key[0]), *[str(x) for x in key[1:]]])
 
 
 def mean_std(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
@@ -117,7 +117,7 @@ def summary(rs: RecordSet) -> Section:
         data.append(rec)
         y, _, _ = mean_std(g[y_col])
         if test and y is not None:
-            points.append(plots.Point(" · ".join([str(backbone), str(dataset)]), det, test, 100 * y))
+            points.append(plots.Point(f"{backbone} · {dataset}", det, test, 100 * y))
     sec.add(Table("summary", "Detectors side by side", display_frame(rows, list(rows[0])),
                   pd.DataFrame(data)))
     sec.add(plots.map_vs_speed(points, y_label))
@@ -186,7 +186,7 @@ def _per_class_block(sec: Section, sub: pd.DataFrame, dataset: str, i: int) -> N
                                   ap50=ap, ap50_area=area, num_gt=gt, num_det=det))
             matrix.setdefault(label, {})[cls] = None if ap is None else 100 * ap
         rep = representative(g)
-        for style_i, (cls, pr) in enumerate((rep["pr_curves"] or {}).items()):
+        for cls, pr in (rep["pr_curves"] or {}).items():
             r, p = num_list(_get(pr, "recall")), num_list(_get(pr, "precision"))
             if r and p and len(r) == len(p):
                 curves.setdefault(str(cls), []).append(
@@ -273,7 +273,8 @@ def storage(rs: RecordSet, published: pd.DataFrame) -> Section:
         det = key[0]
         measured, _, _ = mean_std(g["disk_bytes"])
         extra, _, _ = mean_std(g["disk_extrapolated_bytes"])
-        to = "; ".join(dict.fromkeys(t for t in g["disk_extrapolated_to"] if t))
+        to = "; ".join(dict.fromkeys(t for t in g["disk_extrapolated_to"]
+                                     if isinstance(t, str) and t))
         items: dict[str, list[float]] = {}
         for it in g["disk_items"]:
             for k, v in (it or {}).items():
@@ -338,7 +339,8 @@ def provenance(rs: RecordSet) -> Section:
     return sec
 
 
-def _text_frame(df: pd.DataFrame, fmts: dict[str, Callable[[Any], str]] | None = None) -> pd.DataFrame:
+def _text_frame(df: pd.DataFrame,
+                fmts: dict[str, Callable[[Any], str]] | None = None) -> pd.DataFrame:
     fmts = fmts or {}
     out = pd.DataFrame(index=range(len(df)))
     for c in df.columns:

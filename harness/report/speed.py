@@ -60,6 +60,9 @@ def measured_speedups(ok: pd.DataFrame) -> list[dict]:
                 found = found or test is not None or train is not None
                 out.append(dict(comparison=label, source="measured", device=device,
                                 setting=setting, runs=f"{len(ga)} + {len(gb)}",
+                                backbone=", ".join(sorted({*ga["backbone"], *gb["backbone"]})),
+                                dataset=", ".join(sorted({*ga["dataset"], *gb["dataset"]})),
+                                run_ids=[*ga["run_id"], *gb["run_id"]],
                                 test_speedup=test, train_speedup=train,
                                 test_speedup_without_proposals=noprop,
                                 status="measured" if test or train else NOT_MEASURED))

@@ -1,0 +1,106 @@
+"""Hand-made run records for the report tests (imported by conftest.py and the tests).
+
+Seven records: R-CNN, Fast R-CNN and three Faster R-CNN runs (two seeds of
+``model.loss_box_weight = 1.0``, one of ``10.0``) that finished, one failed
+Faster R-CNN run and one interrupted R-CNN run with almost every field null.
+One class is named ``<script>alert(1)</script>`` to check escaping.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EVIL = "<script>alert(1)</script>"
+DEVICE = {"type": "cpu", "name": "AMD EPYC 7B13", "threads": 2}
+VERSIONS = {"python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "opencv": "4.10",
+            "numpy": "2.4.6"}
+
+
+def _record(run_id, detector, seed, *, map07, test_s, train_s, stages, disk=0, extra_cfg=None,
+            status="ok", reason=None, per_class=None, proposal_recall=None, extrapolated=None):
+    config = {"model": {"anchor_sizes": [32, 64, 128], "loss_box_weight": 1.0,
+                        "rpn_pre_nms_top_n_test": 6000},
+              "train": {"epochs": 8, "lr": 0.01, "seed": seed, "out_dir": f"/tmp/{run_id}"},
+              "data": {"min_size": 192}}
+    for dotted, value in (extra_cfg or {}).items():
+        a, b = dotted.split(".")
+        config[a][b] = value
+    per_class = per_class or {"disc": 0.7, EVIL: 0.3}
+    rec = {
+        "schema_version": 1, "run_id": run_id, "status": status, "reason": reason,
+        "detector": detector, "dataset": "synthetic", "backbone": "tiny", "seed": seed,
+        "init": "random", "profile": "cpu", "config": config,
+        "git_sha": "0123456789abcdef0123456789abcdef01234567", "versions": VERSIONS,
+        "device": DEVICE,
+        "metrics": {
+            "map50_voc07": map07, "map50_area": map07 + 0.02, "coco_ap": map07 / 2,
+            "coco_ap50": map07, "coco_ap75": map07 / 2, "coco_ap_small": None,
+            "coco_ap_medium": 0.4, "coco_ap_large": 0.5,
+            "per_class": {c: {"ap50_voc07": ap, "ap50_area": ap + 0.01, "num_gt": 40,
+                              "num_det": 300} for c, ap in per_class.items()},
+            "pr_curves": {c: {"recall": [0.0, 0.3, 0.6, ap], "precision": [1.0, 0.9, 0.7, 0.5]}
+                          for c, ap in per_class.items()},
+        },
+        "timing": {"train_s": train_s, "train_iters": 960, "test_images": 80,
+                   "test_s_per_img": {"median": test_s, "p90": test_s * 1.3},
+                   "stages": stages},
+        "memory": {"peak_rss_bytes": 1_500_000_000, "cuda_max_allocated_bytes": None},
+        "disk": {"bytes": disk, "items": {"feature_cache": disk}},
+        "started": "2026-11-25T12:15:00+00:00", "finished": "2026-11-25T12:17:00+00:00",
+    }
+    if proposal_recall:
+        rec["metrics"]["proposal_recall"] = proposal_recall
+    if extrapolated:
+        rec["disk"]["extrapolated"] = extrapolated
+    return rec
+
+
+def make_records() -> list[dict]:
+    ns = [10, 50, 100, 300, 1000, 2000]
+    rcnn = _record("r-rcnn-0", "rcnn", 0, map07=0.512, test_s=2.5, train_s=600.0,
+                   stages={"proposals": 1.2, "warp": 0.3, "cnn": 0.9, "classifier": 0.05,
+                           "nms": 0.01},
+                   disk=123_456_789,
+                   extrapolated={"bytes": 250_000_000_000,
+                                 "to": "VOC07 trainval: 5011 images x 2000 proposals"})
+    rcnn["timing"]["train_stages"] = {"finetune": 300.0, "features": 200.0, "svm": 80.0,
+                                      "bbox_reg": 20.0}
+    fast = _record("r-fast-0", "fast", 0, map07=0.634, test_s=0.05, train_s=60.0,
+                   stages={"proposals": 0.03, "backbone": 0.012, "head": 0.006,
+                           "postprocess": 0.001},
+                   proposal_recall={"selective_search": {
+                       "num_proposals": ns, "recall@0.5": [0.2, 0.5, 0.7, 0.85, 0.93, 0.95],
+                       "recall@0.7": [0.1, 0.3, 0.45, 0.6, 0.75, 0.8]}})
+    fast["timing"]["test_s_per_img_without_proposals"] = {"median": 0.02, "p90": 0.025}
+    faster_stages = {"backbone": 0.012, "proposals": 0.004, "head": 0.003, "postprocess": 0.001}
+    rpn = {"rpn": {"num_proposals": ns, "recall@0.5": [0.4, 0.7, 0.85, 0.93, 0.96, 0.97],
+                   "recall@0.7": [0.2, 0.45, 0.6, 0.72, 0.8, 0.82]}}
+    faster0 = _record("r-faster-0", "faster", 0, map07=0.80, test_s=0.02, train_s=80.0,
+                      stages=faster_stages, proposal_recall=rpn)
+    faster1 = _record("r-faster-1", "faster", 1, map07=0.82, test_s=0.021, train_s=82.0,
+                      stages=faster_stages, proposal_recall=rpn)
+    faster10 = _record("r-faster-lbw10", "faster", 0, map07=0.78, test_s=0.019, train_s=79.0,
+                       stages=faster_stages, extra_cfg={"model.loss_box_weight": 10.0})
+    failed = _record("r-faster-failed", "faster", 2, map07=0.0, test_s=0.0, train_s=None,
+                     stages={}, status="failed", reason="CUDA <b>out</b> of memory & more")
+    failed["metrics"] = None
+    failed["timing"] = None
+    interrupted = {"schema_version": 1, "run_id": "r-rcnn-interrupted", "status": "interrupted",
+                   "reason": "KeyboardInterrupt", "detector": "rcnn", "dataset": "synthetic",
+                   "backbone": "tiny", "seed": 1, "init": None, "profile": "cpu", "config": None,
+                   "git_sha": None, "versions": None, "device": None, "metrics": None,
+                   "timing": None, "memory": None, "disk": None,
+                   "started": "2026-11-25T13:00:00+00:00", "finished": None}
+    return [rcnn, fast, faster0, faster1, faster10, failed, interrupted]
+
+
+def write_runs(directory: Path, records: list[dict],
+               extra_lines: dict[int, str] | None = None) -> Path:
+    """Write ``runs.jsonl``; ``extra_lines`` inserts raw text lines at given 0-based positions."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(r) for r in records]
+    for pos, text in sorted((extra_lines or {}).items()):
+        lines.insert(pos, text)
+    path = directory / "runs.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
