@@ -10,6 +10,7 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -97,8 +98,8 @@ def _summary(record: dict) -> Table:
     for name, ap in (m.get("per_class") or {}).items():
         rows.append((f"  AP50 {name}", _fmt(ap.get("ap50_area"))))
     rows.append(("peak RSS (MiB)", _fmt(record["memory"].get("peak_rss_bytes", 0) / 2**20, 0)))
-    for what, value in rows:
-        table.add_row(what, value)
+    for what, value in rows:  # names and paths are data, not rich markup
+        table.add_row(escape(what), escape(value))
     return table
 
 
@@ -168,7 +169,7 @@ def datasets(dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco
         splits = data_layer.available_splits(dataset)
         for split in splits:
             ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320)
-            out.print(data_layer.format_stats(data_layer.dataset_stats(ds)))
+            out.print(data_layer.format_stats(data_layer.dataset_stats(ds)), markup=False, highlight=False)
     except data_layer.DatasetError as err:
         _fail(str(err))
 

@@ -73,7 +73,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 8
     images_per_batch: int = 2  # Fast R-CNN: N = 2 images per mini-batch
     lr: float = 0.02
     momentum: float = 0.9
