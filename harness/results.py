@@ -18,6 +18,7 @@ import resource
 import secrets
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,23 +128,44 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All parseable records of a ``runs.jsonl`` (or of ``DIR/runs.jsonl``)."""
-    if path.is_dir():
-        path = path / RECORDS_FILE
-    if not path.exists():
-        return []
-    records = []
+@dataclass
+class SkippedLine:
+    """A line of a records file that is not a JSON object."""
+
+    file: str
+    line: int
+    error: str
+
+
+def scan_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[SkippedLine]]:
+    """``(line number, record)`` for every parseable line, and the lines skipped.
+
+    Each skipped line is logged as a warning naming the file and line number.
+    """
+    records: list[tuple[int, dict[str, Any]]] = []
+    skipped: list[SkippedLine] = []
     with path.open(encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as err:
-                log.warning("%s:%d: skipped a malformed record (%s)", path, number, err)
-                continue
-            records.append(record)
-    return records
+            except json.JSONDecodeError as err:
+                error = f"malformed JSON ({err.msg} at column {err.colno})"
+            else:
+                if isinstance(record, dict):
+                    records.append((number, record))
+                    continue
+                error = f"not a JSON object ({type(record).__name__})"
+            log.warning("%s:%d: skipped a malformed record: %s", path, number, error)
+            skipped.append(SkippedLine(str(path), number, error))
+    return records, skipped
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All parseable records of a ``runs.jsonl`` (or of ``DIR/runs.jsonl``)."""
+    if path.is_dir():
+        path = path / RECORDS_FILE
+    if not path.exists():
+        return []
+    return [record for _, record in scan_records(path)[0]]

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-RUNS_FILE = "runs.jsonl"
-SCHEMA_VERSION = 1
+from harness.results import RECORDS_FILE as RUNS_FILE
+from harness.results import SCHEMA_VERSION, SkippedLine, scan_records
+
 
 KNOWN_DETECTORS = ("rcnn", "fast", "faster")
 DETECTOR_NAMES = {"rcnn": "R-CNN", "fast": "Fast R-CNN", "faster": "Faster R-CNN"}
@@ -33,11 +34,7 @@ class MalformedRecordWarning(UserWarning):
     """A line of a runs file was skipped."""
 
 
-@dataclass
-class Skipped:
-    file: str
-    line: int
-    error: str
+Skipped = SkippedLine
 
 
 @dataclass
@@ -150,25 +147,10 @@ def resolve_results_file(results: Path) -> Path:
 
 
 def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], list[Skipped]]:
-    records: list[tuple[int, dict]] = []
-    skipped: list[Skipped] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                err = f"malformed JSON ({exc.msg} at column {exc.colno})"
-            else:
-                if isinstance(rec, dict):
-                    records.append((lineno, rec))
-                    continue
-                err = f"not a JSON object ({type(rec).__name__})"
-            skipped.append(Skipped(str(path), lineno, err))
-            warnings.warn(
-                f"{path}:{lineno}: skipping line: {err}", MalformedRecordWarning, stacklevel=2
-            )
+    """Records with their line numbers; each skipped line also raises a warning."""
+    records, skipped = scan_records(path)
+    for skip in skipped:
+        warnings.warn(f"{skip.file}:{skip.line}: skipping line: {skip.error}", MalformedRecordWarning, stacklevel=2)
     return records, skipped
 
 
