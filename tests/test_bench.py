@@ -1,0 +1,48 @@
+"""harness bench on a tiny case: both models build, run, and the record holds the ratios."""
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from harness.bench import fresh_models
+from harness.cli import app
+from harness.config import build_config
+from harness.flops import count_stage_flops
+
+TINY = ["--set", "data.synthetic.train_images=2", "--set", "data.synthetic.test_images=2",
+        "--set", "data.min_size=96", "--set", "data.max_size=128"]
+
+
+def test_torchvision_twin_matches_our_settings():
+    cfg = build_config()
+    models = fresh_models(cfg, 3, (96, 96))
+    tv = models["torchvision"].model
+    assert tv.rpn.anchor_generator.num_anchors_per_location() == [9]
+    assert tv.rpn._post_nms_top_n["testing"] == cfg.model.rpn_post_nms_top_n_test
+    assert tv.roi_heads.fg_bg_sampler.batch_size_per_image == cfg.model.roi_batch_size
+    # same seed, same architecture: the two bodies start from the same weights
+    ours_w = next(models["ours"].body.parameters())
+    tv_w = next(tv.backbone.parameters())
+    assert torch.equal(ours_w, tv_w)
+    for m in models.values():
+        m.eval()
+        with torch.no_grad():
+            (out,) = m([torch.rand(3, 96, 96)])
+        assert set(out) == {"boxes", "labels", "scores"}
+
+
+def test_flops_split_by_stage():
+    model = fresh_models(build_config(), 3, (96, 96))["ours"]
+    flops = count_stage_flops(model, torch.rand(3, 96, 96))
+    assert flops["backbone"] > 0 and flops["head"] > 0 and flops["proposals"] > 0
+    assert flops["total"] == flops["backbone"] + flops["proposals"] + flops["head"] + flops["postprocess"]
+
+
+def test_bench_cli_records_ratios(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--images", "2", "--iters", "1", "--results", str(tmp_path), *TINY])
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "bench.jsonl").read_text().splitlines()[0])
+    for key in ("inference_throughput_ours_over_torchvision", "training_throughput_ours_over_torchvision",
+                "eval_time_over_backbone_time"):
+        assert rec["ratios"][key] > 0
+    assert rec["device"]["type"] == "cpu" and rec["git_sha"] is not None
