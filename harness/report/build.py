@@ -18,6 +18,7 @@ from .blocks import Note, Section, slug
 from .papers import against_papers
 from .published import load_published
 from .records import RecordSet, load_records
+from .reproductions import reproductions
 from .sections import accuracy, provenance, status_counts, storage, summary
 from .speed import speed
 
@@ -31,6 +32,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Accuracy", lambda rs, pub: accuracy(rs)),
     ("Storage", storage),
     ("Against the papers", against_papers),
+    ("Reproductions", reproductions),
     ("Ablations", lambda rs, pub: ablations(rs)),
     ("Provenance", lambda rs, pub: provenance(rs)),
 ]

@@ -174,6 +174,8 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "init_kind": init_kind(rec.get("init")),
         "profile": text(rec.get("profile")),
         "preset": text(rec.get("preset")),
+        "preset_row": text(rec.get("preset_row")),
+        "scale": text(rec.get("scale")),
         "git_sha": text(rec.get("git_sha")),
         "device_type": text(get(rec, "device", "type")),
         "device_name": text(get(rec, "device", "name")),

@@ -14,8 +14,8 @@ from harness.report import build_report
 from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
-SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Against the papers", "Ablations",
-            "Provenance"]
+SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Against the papers", "Reproductions",
+            "Ablations", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
@@ -144,3 +144,23 @@ def test_published_reference_is_packaged():
     df = pd.read_csv(PUBLISHED_CSV, dtype=str, keep_default_na=False)
     assert list(df.columns) == SOURCE_COLUMNS
     assert (df["value"] == "hundreds of GB").any()
+
+
+def test_reproductions_show_our_table_beside_the_papers(tmp_path):
+    from harness.report import build_report
+    from report_fixtures import _record, write_runs
+
+    recs = []
+    for i, (row, lam_map) in enumerate([("lambda 1", 0.70), ("lambda 10", 0.74), ("lambda 10", 0.76)]):
+        rec = _record(f"p{i}", "faster", i, map07=lam_map, test_s=0.03, train_s=60.0,
+                      stages={"backbone": 0.01, "proposals": 0.01, "head": 0.01, "postprocess": 0.0})
+        rec.update({"preset": "faster-table9", "preset_row": row, "scale": "cpu"})
+        recs.append(rec)
+    write_runs(tmp_path / "res", recs)
+    page = build_report(tmp_path / "res", tmp_path / "out").read_text(encoding="utf-8")
+    section = page[page.index("<h2>Reproductions</h2>"):]
+    assert "faster-table9" in section and "lambda 10" in section
+    assert "75.0 ± 1.4" in section  # our lambda-10 row over two seeds
+    assert "Published: Faster R-CNN (NIPS 2015), Table 9" in section
+    ours = (tmp_path / "out" / "reproduce_faster-table9.csv").read_text()
+    assert "lambda 1," in ours and "lambda 10," in ours
