@@ -15,6 +15,7 @@ downloaded: random init, or a local state-dict file.
 """
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,11 +137,20 @@ def load_state_dict_file(module: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"refusing to load {path}: it holds pickled Python objects, not just tensors "
+                         "(loaded with weights_only=True, so it cannot run code)") from None
+    except Exception as err:  # arbitrary bytes fail in many ways (RuntimeError, EOFError, KeyError, ...)
+        raise ValueError(f"weights file {path} is unreadable (not a torch file, or truncated: "
+                         f"{type(err).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
     own = module.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {k: v for k, v in state.items() if k in own and torch.is_tensor(v) and own[k].shape == v.shape}
     if not usable:
         raise ValueError(f"{path}: no tensor matches the backbone's parameters (wrong architecture?)")
     module.load_state_dict(usable, strict=False)

@@ -142,15 +142,44 @@ def postprocess_detections(
         end = start + image_rois.shape[0]
         num_cls = scores_all.shape[1]
         # (R_i, 4*(K+1)) -> (R_i, K+1, 4); drop the background column
-        boxes = clip_boxes_to_image(boxes_all[start:end].reshape(-1, num_cls, 4), size)[:, 1:]
-        scores = scores_all[start:end, 1:]
-        labels = torch.arange(1, num_cls, device=scores.device).expand_as(scores)
-        boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
-        keep = torch.nonzero(scores > score_thresh).flatten()
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = remove_small_boxes(boxes, min_size)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_detections]
-        results.append({"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]})
+        boxes = boxes_all[start:end].reshape(-1, num_cls, 4)[:, 1:]
+        results.append(
+            select_detections(
+                boxes, scores_all[start:end, 1:], size, score_thresh=score_thresh, nms_thresh=nms_thresh,
+                max_detections=max_detections, min_size=min_size,
+            )
+        )
         start = end
     return results
+
+
+def select_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    image_size: tuple[int, int],
+    *,
+    score_thresh: float,
+    nms_thresh: float,
+    max_detections: int,
+    min_size: float = 1e-2,
+) -> dict[str, Tensor]:
+    """Clip, score threshold, drop tiny boxes, per-class NMS, keep the top ``max_detections``.
+
+    Shared by the softmax head above and R-CNN's SVM scores.
+
+    Args:
+        boxes: ``[R, K, 4]`` class-specific boxes of one image; scores: ``[R, K]``
+            (column k is class k + 1).
+    Returns:
+        ``{"boxes": [D, 4], "labels": int64 [D] in 1..K, "scores": [D]}``.
+    """
+    boxes = clip_boxes_to_image(boxes, image_size)
+    labels = torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(scores)
+    # (R, K, 4) -> (R*K, 4): one candidate per (region, class)
+    boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+    keep = torch.nonzero(scores > score_thresh).flatten()
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = remove_small_boxes(boxes, min_size)
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_detections]
+    return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}

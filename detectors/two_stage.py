@@ -40,6 +40,9 @@ class TwoStageDetector(nn.Module):
         sampler: RoI mini-batch sampler used in training.
         mean, std: input normalisation.
         box_weight: lambda of the RoI head's box loss.
+        box_regression: ``False`` trains the classifier alone (no box loss) and tests
+            with the proposals themselves as boxes: the classification-only arm of
+            Fast R-CNN's multi-task vs stage-wise ablation (section 5.1).
         score_thresh, nms_thresh, max_detections: post-processing (0.05, 0.3, 100).
         size_divisible: pad the batch to a multiple of this (the stride).
     """
@@ -54,6 +57,7 @@ class TwoStageDetector(nn.Module):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         box_weight: float = 1.0,
+        box_regression: bool = True,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.3,
         max_detections: int = 100,
@@ -65,7 +69,7 @@ class TwoStageDetector(nn.Module):
         self.box_coder: BoxCoder = sampler.box_coder
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.box_weight = box_weight
+        self.box_weight, self.box_regression = box_weight, box_regression
         self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
         self.size_divisible = size_divisible
 
@@ -107,10 +111,13 @@ class TwoStageDetector(nn.Module):
         if self.training:
             rois, labels, box_targets = self.sampler(proposals, targets)
             logits, deltas = self.roi_head(features, rois)
-            losses.update(fast_rcnn_losses(logits, deltas, labels, box_targets, box_weight=self.box_weight))
+            weight = self.box_weight if self.box_regression else 0.0
+            losses.update(fast_rcnn_losses(logits, deltas, labels, box_targets, box_weight=weight))
             return losses
         with timer("head"):
             logits, deltas = self.roi_head(features, proposals)
+            if not self.box_regression:
+                deltas = torch.zeros_like(deltas)  # decode to the proposals unchanged
         with timer("postprocess"):
             return postprocess_detections(
                 logits,

@@ -138,3 +138,30 @@ def train_alternating(
     set_trainable(shared.roi_head, True)
     step("step4_detector_shared", LossSubset(shared, HEAD_TERMS))
     return AlternatingResult(shared, unshared, times, iterations)
+
+
+def fit_alternating(
+    build: Callable[[], TwoStageDetector],
+    dataset: Any,
+    train_cfg: Any,
+    *,
+    device: torch.device,
+    seed: int,
+    workers: int = 0,
+    progress: Any = None,
+) -> tuple[AlternatingResult, Any]:
+    """The four steps with the shared training loop, each for ``train_cfg.epochs`` epochs.
+
+    Returns the result and a :class:`harness.engine.TrainResult` summing the steps
+    (no per-epoch checkpoint: a 4-step run is restarted, not resumed).
+    """
+    from harness.engine import TrainResult, train
+
+    def train_step(module: nn.Module, name: str) -> TrainResult:
+        return train(module, dataset, train_cfg, device=device, seed=seed, workers=workers, progress=progress)
+
+    result = train_alternating(build, train_step)
+    summary = TrainResult(
+        seconds=sum(result.stage_seconds.values()), iterations=result.iterations, epochs_done=train_cfg.epochs
+    )
+    return result, summary

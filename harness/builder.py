@@ -6,16 +6,15 @@ from torch import nn
 from detectors.anchors import AnchorGenerator
 from detectors.backbones import BackboneParts, build_backbone
 from detectors.box_ops import BoxCoder
+from detectors.proposals import PrecomputedProposals
+from detectors.rcnn import RCNN, RegionCNN
 from detectors.roi_heads import RoIHead, RoISampler
 from detectors.rpn import RegionProposalNetwork, RPNHead
 from detectors.two_stage import TwoStageDetector
 from harness.config import ConfigError, ModelConfig, RunConfig
 
-AVAILABLE = ("faster",)
-PENDING = {
-    "fast": "Fast R-CNN (selective-search proposals) is not available yet: see issue 4",
-    "rcnn": "R-CNN (warped regions, SVMs) is not available yet: see issue 5",
-}
+AVAILABLE = ("faster", "fast", "rcnn")
+PENDING: dict[str, str] = {}
 
 
 def build_rpn(m: ModelConfig, parts: BackboneParts) -> RegionProposalNetwork:
@@ -62,6 +61,7 @@ def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Mo
         mean=parts.mean,
         std=parts.std,
         box_weight=m.box_weight,
+        box_regression=not m.cls_only,
         score_thresh=m.score_thresh,
         nms_thresh=m.nms_thresh,
         max_detections=m.max_detections,
@@ -78,4 +78,47 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
-    return build_two_stage(m, parts, build_rpn(m, parts), num_classes)
+    if cfg.detector == "rcnn":
+        return build_rcnn(cfg, parts, num_classes)
+    if cfg.detector == "fast":
+        # Fast R-CNN: proposals come with the data (selective search or a file), top N kept
+        source: nn.Module = PrecomputedProposals(top_n=cfg.proposals.max_proposals)
+    else:
+        source = build_rpn(m, parts)
+    return build_two_stage(m, parts, source, num_classes)
+
+
+def build_rcnn(cfg: RunConfig, parts: BackboneParts, num_classes: int) -> RCNN:
+    """R-CNN on the same backbone: its body and FC head run on every warped region."""
+    r, m = cfg.rcnn, cfg.model
+    network = RegionCNN(
+        body=parts.body,
+        box_head=parts.box_head,
+        out_channels=parts.out_channels,
+        representation_size=parts.representation_size,
+        pooled_size=m.pooled_size or parts.pooled_size,
+        num_classes=num_classes,
+    )
+    try:
+        return RCNN(
+            network=network,
+            num_classes=num_classes,
+            mean=parts.mean,
+            std=parts.std,
+            crop_size=r.crop_size,
+            padding=r.padding(),
+            feature_layer=r.feature_layer,
+            classifier=r.classifier,
+            box_regression=r.bbox_reg,
+            batch_size=r.batch_size,
+            train_proposals=r.proposals(cfg.proposals.max_proposals)[0],
+            test_proposals=r.proposals(cfg.proposals.max_proposals)[1],
+            finetune_batch=r.finetune_batch,
+            fg_fraction=r.finetune_fg_fraction,
+            fg_iou=r.fg_iou,
+            score_thresh=r.svm_score_thresh if r.classifier == "svm" else m.score_thresh,
+            nms_thresh=m.nms_thresh,
+            max_detections=m.max_detections,
+        )
+    except ValueError as err:  # e.g. rcnn.feature_layer=fc6 on a ResNet (no fc6)
+        raise ConfigError(f"rcnn: {err}") from err

@@ -41,7 +41,8 @@ class Profile(str, Enum):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line, however long, so file paths in it stay whole and copyable
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -116,12 +117,17 @@ def run(
     results: Path = typer.Option(Path("results"), help="Folder of runs.jsonl and per-run outputs."),
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.01 (see `harness config`)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log data warnings and details."),
+    resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID",
+                                         help="Continue run RUN_ID (a folder under --results) from its last "
+                                              "checkpoint; give the same options as the first time (--epochs may differ)."),
 ) -> None:
     """Train and test one detector, print a summary and append a run record."""
-    from harness.config import ConfigError, build_config, parse_set_options
+    from harness.checkpoint import CheckpointError, prepare_resume
+    from harness.config import ConfigError, build_config, parse_set_options, to_dict
     from harness.data import DatasetError
     from harness.engine import NonFiniteLossError
     from harness.runner import execute
+    from harness.storage import StorageError
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -142,13 +148,16 @@ def run(
         from harness import data as data_layer
 
         data_layer.default_splits(cfg.data.dataset)  # bad dataset specs fail here, before any work
-    except (ConfigError, DatasetError) as err:
+        resumed = prepare_resume(results, resume, to_dict(cfg)) if resume is not None else None
+    except (ConfigError, DatasetError, CheckpointError) as err:
         _fail(str(err))
+    if resumed is not None:
+        console.print(f"resuming {escape(resumed.run_id)} after epoch {resumed.epoch}", highlight=False)
     console.print(f"[bold]{cfg.detector}[/] on {cfg.data.dataset} ({cfg.model.backbone}, {cfg.profile} profile, "
                   f"{cfg.train.epochs} epochs)", highlight=False)
     try:
         with _progress() as progress:
-            record = execute(cfg, results_dir=results, progress=progress)
+            record = execute(cfg, results_dir=results, progress=progress, resume=resumed)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: recorded in {results / 'runs.jsonl'}")
         raise typer.Exit(130)
@@ -156,22 +165,37 @@ def run(
         _fail(f"{err} (recorded as failed in {results / 'runs.jsonl'})")
     except NonFiniteLossError as err:
         _fail(f"{err}; the last good checkpoint is kept; recorded as failed", code=1)
+    except StorageError as err:
+        _fail(f"{err}; nothing partial was kept", code=1)
     out.print(_summary(record))
     console.print(f"record appended to {results / 'runs.jsonl'}")
 
 
 @app.command()
-def datasets(dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]")) -> None:
+def datasets(
+    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    check_images: bool = typer.Option(False, "--check-images",
+                                      help="Also decode every image and list the unreadable ones (slow on big sets)."),
+) -> None:
     """Describe a dataset: images, boxes, classes and box sizes per split."""
     from harness import data as data_layer
+    from harness.data.imageio import require_image_files, unreadable_images
 
+    bad: list[str] = []
     try:
         splits = data_layer.available_splits(dataset)
         for split in splits:
             ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320)
             out.print(data_layer.format_stats(data_layer.dataset_stats(ds)), markup=False, highlight=False)
+            require_image_files(ds)
+            if check_images and hasattr(ds, "image_path"):
+                bad += unreadable_images([ds.image_path(i) for i in range(len(ds))], dataset=ds.name)
     except data_layer.DatasetError as err:
         _fail(str(err))
+    for message in bad:
+        console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if bad:
+        _fail(f"{len(bad)} unreadable image(s); fix or remove them before training")
 
 
 @app.command("config")
@@ -194,6 +218,173 @@ def show_config(
     out.print(table)
 
 
+@app.command()
+def bench(
+    backbone: str = typer.Option("tiny", help="Backbone for both models."),
+    device: Device = typer.Option(Device.auto),
+    images: int = typer.Option(40, min=1, help="Test images timed per model."),
+    iters: int = typer.Option(30, min=1, help="Training iterations timed per model."),
+    accuracy_epochs: int = typer.Option(0, min=0, help="Also train both for N epochs and compare mAP50 (0: skip)."),
+    results: Path = typer.Option(Path("results"), help="bench.jsonl is appended here."),
+    set_: list[str] = typer.Option([], "--set", help="Config overrides, as for `harness run`."),
+) -> None:
+    """Our Faster R-CNN against torchvision's FasterRCNN on the same backbone and settings."""
+    from harness.bench import run_bench
+    from harness.config import ConfigError, build_config, parse_set_options
+    from harness.results import append_record, device_info, git_sha, library_versions, now_iso
+    from harness.runner import resolve_device
+
+    try:
+        overrides = {"model.backbone": backbone, **parse_set_options(set_)}
+        cfg = build_config(overrides=overrides)
+        dev = resolve_device(device.value)
+    except ConfigError as err:
+        _fail(str(err))
+    started = now_iso()
+    record = run_bench(cfg, device=dev, images=images, iters=iters, accuracy_epochs=accuracy_epochs,
+                       progress=lambda msg: console.print(f"bench: {msg}"))
+    record.update({"started": started, "finished": now_iso(), "git_sha": git_sha(),
+                   "versions": library_versions(), "device": device_info(dev)})
+    append_record(results / "bench.jsonl", record)
+    table = Table(title=f"harness bench ({record['device']['type']}: {record['device']['name']}, "
+                        f"{backbone}, random init, {record['image_size'][0]}x{record['image_size'][1]} images)")
+    for col in ("figure", "value", "target"):
+        table.add_column(col)
+    for name, value in record["ratios"].items():
+        table.add_row(name, f"{value:.2f}", record["targets"].get(name.replace("_roi_align", ""), ""))
+    for name, s in record["speed"].items():
+        table.add_row(f"{name} s/img (inference)", f"{s['infer_s_per_img']:.4f}", "")
+        if "train_s_per_iter" in s:
+            table.add_row(f"{name} s/iter (training)", f"{s['train_s_per_iter']:.4f}", "")
+    for stage, flops in record["flops_per_image"].items():
+        table.add_row(f"GFLOPs/img {stage}", f"{flops / 1e9:.3f}", "")
+    if "accuracy" in record:
+        acc = record["accuracy"]
+        table.add_row("mAP50 ours - torchvision (points)", f"{acc['map50_area_difference_points']:+.1f}", "within 1")
+    out.print(table)
+    console.print(f"appended to {results / 'bench.jsonl'}")
+
+
+@app.command()
+def sweep(
+    detector: Detector = typer.Option(Detector.faster, help="Detector for every run of the grid."),
+    grid: list[str] = typer.Option(..., "--grid", help="key=v1,v2 (semicolons for tuple values: "
+                                   "model.anchor_sizes='32,64;64,128'); repeat for a product."),
+    seeds: int = typer.Option(1, min=1, help="Seeds 0..N-1 per grid point (error bars in the report)."),
+    profile: Profile = typer.Option(Profile.cpu),
+    results: Path = typer.Option(Path("results")),
+    set_: list[str] = typer.Option([], "--set", help="Overrides shared by every run."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs without running them."),
+) -> None:
+    """Run a grid of configs x seeds; resumable: points with an ok record are skipped."""
+    from harness.config import ConfigError, parse_set_options
+    from harness.runner import execute
+    from harness.sweep import expand, finished_keys, parse_grid, run_sweep
+
+    try:
+        points = expand(detector.value, parse_grid(grid), seeds=seeds, base=parse_set_options(set_),
+                        profile=profile.value)
+    except ConfigError as err:
+        _fail(str(err))
+    if dry_run:
+        done = finished_keys(results)
+        for point in points:
+            state = "done" if point.key in done else "todo"
+            typer.echo(f"{state}  {point.key}  " + " ".join(f"{k}={v}" for k, v in point.overrides.items()))
+        return
+
+    def run_one(cfg):
+        with _progress() as progress:
+            return execute(cfg, results_dir=results, progress=progress)
+
+    try:
+        counts = run_sweep(points, results_dir=results, execute=run_one,
+                           say=lambda msg: console.print(msg, markup=False, highlight=False))
+    except KeyboardInterrupt:
+        console.print("[yellow]sweep interrupted[/]: run it again to resume")
+        raise typer.Exit(130)
+    console.print(f"sweep: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+class Scale(str, Enum):
+    cpu = "cpu"
+    paper = "paper"
+
+
+@app.command()
+def reproduce(
+    table: Optional[str] = typer.Argument(None, help="Preset id (see --list)."),
+    list_: bool = typer.Option(False, "--list", help="List the presets."),
+    scale: Scale = typer.Option(Scale.cpu, help="cpu: reduced, runs on 2 CPU cores; paper: the papers' settings."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset for every run (default: synthetic)."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (paper scale needs ImageNet weights)."),
+    seeds: int = typer.Option(1, min=1, help="Seeds per row."),
+    results: Path = typer.Option(Path("results")),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their configs; run nothing."),
+) -> None:
+    """Reproduce a paper's table (or an ablation) as a set of recorded runs; resumable."""
+    from harness.config import ConfigError, to_dict
+    from harness.presets import BY_ID, PAPER_NEEDS, PRESETS, resolve
+    from harness.runner import execute
+    from harness.sweep import SweepPoint, run_sweep
+
+    if list_ or table is None:
+        t = Table(title="presets (harness reproduce ID)")
+        for col in ("id", "paper", "table", "what", "runs", "cpu scale (min)"):
+            t.add_column(col, no_wrap=col == "id")
+        for p in PRESETS:
+            t.add_row(p.id, p.paper, p.table, p.title, str(len(p.rows)), f"~{p.cpu_minutes():.0f}")
+        out.print(t)
+        if table is None and not list_:
+            raise typer.Exit(2)
+        return
+    if table not in BY_ID:
+        _fail(f"unknown preset {table!r}; `harness reproduce --list` shows them")
+    preset = BY_ID[table]
+    extra: dict[str, object] = {}
+    if dataset:
+        extra["data.dataset"] = dataset
+    if weights:
+        extra["model.weights"] = str(weights)
+    try:
+        runs = resolve(preset, scale=scale.value, seeds=seeds, extra=extra)
+    except ConfigError as err:
+        _fail(str(err))
+    console.print(f"{preset.id}: {preset.paper} {preset.table}: {preset.title}", highlight=False)
+    if scale == Scale.paper:
+        console.print(f"paper scale needs {PAPER_NEEDS}", highlight=False)
+    else:
+        console.print(f"cpu scale: expected about {preset.cpu_minutes(seeds):.0f} min on 2 CPU cores", highlight=False)
+    if preset.note:
+        console.print(f"note: {preset.note}", highlight=False)
+    if dry_run:
+        import json
+
+        for row, point in runs:
+            typer.echo(json.dumps({"row": row.label, "detector": row.detector, "overrides": point.overrides,
+                                   "config": to_dict(point.config)}, default=str))
+        return
+    labels = {point.key: row.label for row, point in runs}
+
+    def run_one(cfg):
+        with _progress() as progress:
+            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value}
+            return execute(cfg, results_dir=results, progress=progress, tags=tags)
+
+    try:
+        counts = run_sweep([p for _, p in runs], results_dir=results, execute=run_one,
+                           say=lambda msg: console.print(msg, markup=False, highlight=False))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: run the same command again to resume")
+        raise typer.Exit(130)
+    console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed; "
+                  "`harness report` shows our table beside the paper's")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
 def _register_report() -> None:
     from harness.report.command import report_command
 
@@ -201,6 +392,25 @@ def _register_report() -> None:
 
 
 _register_report()
+
+
+def _register_proposals() -> None:
+    from harness.proposal_commands import bench_proposals_command, proposals_command
+
+    app.command("proposals")(proposals_command)
+    app.command("bench-proposals")(bench_proposals_command)
+
+
+_register_proposals()
+
+
+def _register_rcnn_bench() -> None:
+    from harness.bench_rcnn import bench_rcnn_command
+
+    app.command("bench-rcnn")(bench_rcnn_command)
+
+
+_register_rcnn_bench()
 
 if __name__ == "__main__":
     app()

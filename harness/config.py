@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.data.synthetic import SyntheticConfig
+from harness.rcnn_config import RCNN_PAPER, RCNN_TRAIN_DEFAULTS, RCNNConfig, validate_rcnn
 
 DETECTORS = ("faster", "fast", "rcnn")
 PROFILES = ("cpu", "paper")
@@ -66,6 +67,7 @@ class ModelConfig:
     pooler: str = "roi_pool"  # or roi_align
     pooled_size: int | None = None  # None: the backbone's (7; 14 for C4 ResNets)
     box_weight: float = 1.0  # lambda of the multi-task loss
+    cls_only: bool = False  # train L_cls only, test without box regression (Fast R-CNN 5.1, stage-wise ablation)
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
     max_detections: int = 100
@@ -83,6 +85,7 @@ class TrainConfig:
     warmup_iters: int = 50
     grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
     checkpoint: bool = True  # save a checkpoint after every epoch
+    scheme: str = "joint"  # faster: joint (approximate joint) | alternating (4-step, Faster R-CNN 3.2)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,24 @@ class TestConfig:
     warmup_images: int = 2  # untimed forwards before timing starts
     max_images: int | None = None  # None: the whole test split
     recall_counts: tuple[int, ...] = (10, 50, 100, 300, 1000, 2000)
+    svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
+    svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """Precomputed proposals of Fast R-CNN (selective search, or a file); ignored by faster."""
+
+    source: str = "selective_search"  # selective_search | file
+    file: str | None = None  # external proposals (JSON, see README) when source=file
+    mode: str = "fast"  # selective search mode: fast (the papers') | quality
+    image_min_size: int | None = 192  # shorter side selective search runs at (never upscaled); None: as on disk
+    image_max_size: int = 320  # longer side cap of that resize
+    max_proposals: int = 2000  # N per image (papers: about 2000)
+    box_min_size: float = 2.0  # drop smaller boxes, original pixels (Fast R-CNN code: min_size 2)
+    cache_dir: str = "cache/proposals"  # relative to the working directory
+    workers: int | None = None  # processes that fill the cache; None: every usable core
+    test_timing: str = "live"  # live: re-time selective search per test image in the run; cache: time stored in the entry
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,8 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    rcnn: RCNNConfig = field(default_factory=RCNNConfig)
 
 
 PAPER_PROFILE = {
@@ -112,6 +135,17 @@ PAPER_PROFILE = {
     "model.backbone": "vgg16",
     "train.lr": 0.001,
     "train.weight_decay": 5e-4,
+    "proposals.image_min_size": None,  # selective search on the image as on disk
+    "proposals.test_timing": "cache",  # ~2 s per full-size image: not re-run on every test image
+    **RCNN_PAPER,  # R-CNN: 224 crops, 16 px context, 2000 proposals
+}
+
+# Detector-specific defaults, applied before the profile and user overrides.
+DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Fast R-CNN 2.3: hierarchical sampling, N = 2 images x R/N = 64 RoIs; 3.1: SVD at test time
+    "fast": {"model.roi_batch_size": 64, "test.svd": True},
+    # R-CNN: train.* drives its fine-tuning stage (see harness.rcnn_config)
+    "rcnn": RCNN_TRAIN_DEFAULTS,
 }
 
 
@@ -201,8 +235,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"unknown profile {cfg.profile!r}; choose from {', '.join(PROFILES)}")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.train.scheme not in ("joint", "alternating"):
+        raise ConfigError(f"train.scheme must be joint or alternating, got {cfg.train.scheme!r}")
+    if cfg.train.scheme == "alternating" and cfg.detector != "faster":
+        raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):
         raise ConfigError(f"model.pooler must be roi_pool or roi_align, got {cfg.model.pooler!r}")
+    _validate_proposals(cfg.proposals)
     checks = {
         "train.epochs": cfg.train.epochs >= 1,
         "train.images_per_batch": cfg.train.images_per_batch >= 1,
@@ -214,17 +253,33 @@ def validate(cfg: RunConfig) -> RunConfig:
         "model.anchor_sizes": len(cfg.model.anchor_sizes) > 0 and min(cfg.model.anchor_sizes) > 0,
         "model.anchor_ratios": len(cfg.model.anchor_ratios) > 0 and min(cfg.model.anchor_ratios) > 0,
     }
-    bad = [k for k, ok in checks.items() if not ok]
+    bad = [k for k, ok in checks.items() if not ok] + validate_rcnn(cfg.rcnn)
     if bad:
         raise ConfigError(f"invalid value for {', '.join(bad)}")
     return cfg
 
 
+def _validate_proposals(p: ProposalConfig) -> None:
+    if p.source not in ("selective_search", "file"):
+        raise ConfigError(f"proposals.source must be selective_search or file, got {p.source!r}")
+    if p.source == "file" and not p.file:
+        raise ConfigError("proposals.source=file needs proposals.file=PATH (format: see README, External proposals)")
+    if p.mode not in ("fast", "quality"):
+        raise ConfigError(f"proposals.mode must be fast or quality, got {p.mode!r}")
+    if p.test_timing not in ("live", "cache"):
+        raise ConfigError(f"proposals.test_timing must be live or cache, got {p.test_timing!r}")
+    if p.image_min_size is not None and not 16 <= p.image_min_size <= p.image_max_size:
+        raise ConfigError("invalid value for proposals.image_min_size (16 <= it <= proposals.image_max_size)")
+    if p.max_proposals < 1 or p.box_min_size < 0 or (p.workers is not None and p.workers < 1):
+        raise ConfigError("invalid value for proposals.max_proposals, box_min_size or workers")
+
+
 def build_config(
     *, detector: str = "faster", profile: str = "cpu", overrides: dict[str, Any] | None = None
 ) -> RunConfig:
-    """Defaults, then the profile, then user overrides (CLI options and ``--set``)."""
+    """Defaults, then the detector's defaults, then the profile, then user overrides (CLI options and ``--set``)."""
     cfg = RunConfig(detector=detector, profile=profile)
+    cfg = apply_overrides(cfg, DETECTOR_DEFAULTS.get(detector, {}))
     if profile == "paper":
         cfg = apply_overrides(cfg, PAPER_PROFILE)
     return validate(apply_overrides(cfg, overrides or {}))

@@ -8,9 +8,9 @@ stage, maps detections back to the original image frame and evaluates them.
 from __future__ import annotations
 
 import math
-import os
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
+from harness.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from harness.config import TestConfig, TrainConfig
 from harness.data.base import DetectionDataset, collate, training_target
+from harness.data.errors import DatasetError, from_worker
+from harness.seeding import epoch_generator, rng_state, set_rng_state
 from harness.timing import StageTimer, Stopwatch
 
 Progress = Callable[[str, int], Any]  # (description, total) -> object with .advance(n) / .close()
@@ -30,10 +33,10 @@ Progress = Callable[[str, int], Any]  # (description, total) -> object with .adv
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
-    def __init__(self, step: int, losses: dict[str, float]) -> None:
+    def __init__(self, step: int, losses: dict[str, float], what: str = "loss") -> None:
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         super().__init__(
-            f"non-finite loss at step {step}: {', '.join(bad)} = "
+            f"non-finite {what} at step {step}: {', '.join(bad)} = "
             + ", ".join(f"{losses[k]}" for k in bad)
             + " (try a lower train.lr, or train.grad_clip)"
         )
@@ -63,15 +66,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ite
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> int:
-    """Write atomically (temp file in the same folder, then rename); returns bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path.stat().st_size
-
-
 @dataclass
 class TrainResult:
     seconds: float = 0.0
@@ -79,6 +73,92 @@ class TrainResult:
     epochs_done: int = 0
     last_losses: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+    resumed_from_epoch: int | None = None
+
+
+def epoch_loader(
+    dataset: DetectionDataset, cfg: TrainConfig, *, seed: int, epoch: int, workers: int = 0
+) -> DataLoader:
+    """The loader of one epoch; its shuffle order, worker seeds and flips derive from ``(seed, epoch)``.
+
+    A fresh loader with fresh generators per epoch (rather than one generator
+    consumed epoch after epoch) lets a resumed run start at any epoch and draw
+    exactly what an uninterrupted run would have drawn there.
+    """
+    dataset.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.images_per_batch,
+        sampler=RandomSampler(dataset, generator=epoch_generator(seed, epoch, "order")),
+        generator=epoch_generator(seed, epoch, "workers"),
+        collate_fn=collate,
+        num_workers=workers,
+        drop_last=len(dataset) >= cfg.images_per_batch,
+    )
+
+
+def _batches(loader: DataLoader) -> Iterator[tuple[list[torch.Tensor], list[dict]]]:
+    """Iterate ``loader``; a DatasetError raised in a worker keeps its one-line message."""
+    try:
+        yield from loader
+    except DatasetError as err:
+        raise from_worker(err) from None
+
+
+def _train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: tuple[list[torch.Tensor], list[dict]],
+    *,
+    device: torch.device,
+    grad_clip: float | None,
+    step: int,
+) -> dict[str, float]:
+    """One SGD step; returns the loss terms.
+
+    Raises NonFiniteLossError *before* the parameters change when a loss term or
+    (with clipping) the gradient norm is not finite, so they stay the last good ones.
+    """
+    images = [im.to(device, non_blocking=True) for im in batch[0]]
+    targets = _to_device([training_target(t) for t in batch[1]], device)
+    losses = model(images, targets)
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise NonFiniteLossError(step, values)
+    optimizer.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    if grad_clip:
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+        if not math.isfinite(norm):
+            raise NonFiniteLossError(step, {"grad_norm": norm}, what="gradient")
+    optimizer.step()
+    scheduler.step()
+    return values
+
+
+def _check_finite_parameters(model: nn.Module, step: int) -> None:
+    """Refuse to checkpoint a model with NaN/inf weights (without clipping nothing else would catch it)."""
+    bad = {k: float("nan") for k, v in model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()}
+    if bad:
+        raise NonFiniteLossError(step, dict(list(bad.items())[:3]), what="parameter")
+
+
+def _restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    result: TrainResult,
+) -> None:
+    """Put a checkpoint's training state back; the RNG last, right before the next batch is drawn."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])  # moves the momentum buffers to the parameters' device
+    scheduler.load_state_dict(state["scheduler"])
+    result.epochs_done = result.resumed_from_epoch = int(state["epoch"])
+    result.iterations = int(state["iterations"])
+    result.seconds = float(state.get("train_seconds", 0.0))
+    set_rng_state(state["rng"])
 
 
 def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -95,64 +175,69 @@ def train(
     workers: int = 0,
     checkpoint_path: Path | None = None,
     progress: Progress | None = None,
+    resume: dict[str, Any] | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``dataset``; returns time, iterations and the last losses."""
-    generator = seed_everything(seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.images_per_batch,
-        shuffle=True,
-        generator=generator,
-        collate_fn=collate,
-        num_workers=workers,
-        drop_last=len(dataset) >= cfg.images_per_batch,
-    )
-    if len(loader) == 0:
-        raise ValueError("the training split has no images")
-    total = cfg.epochs * len(loader)
+    """Train ``model`` on ``dataset``; returns time, iterations and the last losses.
+
+    Args:
+        checkpoint_path: where to write the checkpoint after every epoch (see
+            :mod:`harness.checkpoint`); ``None``: no checkpoints.
+        resume: a loaded checkpoint to continue from (its epoch, weights, optimiser,
+            scheduler and RNG state); the result is then bit-identical to an
+            uninterrupted run on the same device and thread count.
+        run_config: the run's config, stored in the checkpoint so a resume can check it.
+    """
+    seed_everything(seed)
+    n, per_batch = len(dataset), cfg.images_per_batch
+    per_epoch = n // per_batch if n >= per_batch else int(n > 0)  # drop_last only when a full batch exists
+    if per_epoch == 0:
+        raise DatasetError(f"{getattr(dataset, 'name', 'the training split')} has no images to train on")
+    total = cfg.epochs * per_epoch
+    model.to(device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total)
     result = TrainResult()
+    if resume is not None:
+        _restore(resume, model, optimizer, scheduler, result)
     bar = progress("train", total) if progress else None
-    model.to(device).train()
+    if bar and result.iterations:
+        bar.advance(min(result.iterations, total))
+    model.train()
+    earlier, started = result.seconds, time.perf_counter()
     try:
         with Stopwatch(device) as watch:
-            for epoch in range(cfg.epochs):
-                for images, targets in loader:
-                    images = [im.to(device, non_blocking=True) for im in images]
-                    targets = _to_device([training_target(t) for t in targets], device)
-                    losses = model(images, targets)
-                    values = {k: float(v.detach()) for k, v in losses.items()}
-                    if not all(math.isfinite(v) for v in values.values()):
-                        raise NonFiniteLossError(result.iterations, values)
-                    optimizer.zero_grad(set_to_none=True)
-                    sum(losses.values()).backward()
-                    if cfg.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
+            for epoch in range(result.epochs_done, cfg.epochs):
+                for batch in _batches(epoch_loader(dataset, cfg, seed=seed, epoch=epoch, workers=workers)):
+                    values = _train_step(
+                        model, optimizer, scheduler, batch, device=device, grad_clip=cfg.grad_clip,
+                        step=result.iterations,
+                    )
                     result.iterations += 1
                     result.last_losses = values
                     if bar:
                         bar.advance(1, **{"loss": sum(values.values())})
                 result.epochs_done = epoch + 1
                 if checkpoint_path is not None:
-                    save_checkpoint(
-                        checkpoint_path,
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "epoch": epoch + 1,
-                            "iterations": result.iterations,
-                            "torch_rng": torch.get_rng_state(),
-                        },
-                    )
+                    _check_finite_parameters(model, result.iterations)
+                    state = {
+                        "format": CHECKPOINT_FORMAT,
+                        "epoch": result.epochs_done,
+                        "iterations": result.iterations,
+                        "train_seconds": earlier + time.perf_counter() - started,
+                        "seed": seed,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": rng_state(),
+                        "config": run_config or {},
+                    }
+                    save_checkpoint(checkpoint_path, state)
                     result.checkpoint = checkpoint_path
     finally:
         if bar:
             bar.close()
-        result.seconds = watch.seconds if "watch" in locals() and watch.seconds else result.seconds
+        result.seconds = earlier + (watch.seconds if "watch" in locals() and watch.seconds else 0.0)
     return result
 
 
@@ -176,14 +261,14 @@ def predict(
     for i in range(min(cfg.warmup_images, n)):
         image, target = dataset[i]
         with timer.item():
-            model([image.to(device)], _inputs_for_eval(target, device), timer=timer)
+            model([image.to(device)], eval_inputs(target, device), timer=timer)
     timer.warmup = False
     predictions = []
     bar = progress("test", n) if progress else None
     for i in range(n):
         image, target = dataset[i]
         with timer.item():
-            (out,) = model([image.to(device)], _inputs_for_eval(target, device), timer=timer)
+            (out,) = model([image.to(device)], eval_inputs(target, device), timer=timer)
         predictions.append(to_original_frame(out, target))
         if bar:
             bar.advance(1)
@@ -192,7 +277,7 @@ def predict(
     return predictions, timer
 
 
-def _inputs_for_eval(target: dict, device: torch.device) -> list[dict] | None:
+def eval_inputs(target: dict, device: torch.device) -> list[dict] | None:
     """Only precomputed proposals reach the model at test time, never ground truth."""
     if "proposals" in target:
         return [{"proposals": target["proposals"].to(device)}]
@@ -232,7 +317,7 @@ def proposal_recall_curve(
         n = len(dataset) if max_images is None else min(max_images, len(dataset))
         for i in range(n):
             image, target = dataset[i]
-            (p,) = model.propose([image.to(device)], _inputs_for_eval(target, device))
+            (p,) = model.propose([image.to(device)], eval_inputs(target, device))
             props.append(p.cpu())
             gts.append(training_target(target)["boxes"])
     finally:

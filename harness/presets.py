@@ -122,7 +122,9 @@ PRESETS: tuple[Preset, ...] = (
     ), note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
             "pipeline, not ImageNet transfer."),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
-        Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n})
+        Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
+            # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)
+            **({"rcnn.max_proposals_test": None} if det == "rcnn" else {})})
         for det in ("fast", "rcnn") for n in (100, 300, 1000, 2000)
     )),
 )

@@ -7,7 +7,9 @@ warning naming its number.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from harness.storage import storage_error
 
 SCHEMA_VERSION = 1
 RECORDS_FILE = "runs.jsonl"
@@ -93,14 +97,14 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Records are strict JSON: NaN/inf become null, tensors and tuples plain values."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, np.integer)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -111,18 +115,36 @@ def _jsonable(value: Any) -> Any:
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as one line, whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(_jsonable(record), allow_nan=False, sort_keys=False) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    """Append one record as one line, whole or not at all.
+
+    Raises:
+        StorageError: the file cannot be written (e.g. the disk is full); whatever
+            part of the line reached the file has been cut off again.
+    """
+    line = (json.dumps(jsonable(record), allow_nan=False, sort_keys=False) + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise storage_error(path, "run record to", err) from err
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         # a previous writer killed mid-line would glue our record to its fragment
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
-        os.write(fd, line)
-        os.fsync(fd)
+        try:
+            written = 0
+            while written < len(line):  # a nearly full disk can take part of the line, then fail
+                n = os.write(fd, line[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            os.fsync(fd)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # still under the lock: nobody appended after us
+            raise storage_error(path, "run record to", err) from err
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

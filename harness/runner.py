@@ -15,10 +15,25 @@ from typing import Any
 import torch
 
 from harness import data as data_layer
+from harness.alternating import fit_alternating
 from harness.builder import build_model
+from harness.checkpoint import CHECKPOINT_FILE, Resume
+from harness.data.imageio import require_image_files
 from harness.config import ConfigError, RunConfig, to_dict
-from harness.engine import NonFiniteLossError, Progress, predict, proposal_recall_curve, train
+from harness.engine import (
+    NonFiniteLossError,
+    Progress,
+    eval_inputs,
+    predict,
+    proposal_recall_curve,
+    seed_everything,
+    train,
+)
+from harness.flops import count_stage_flops
 from harness.evaluation import evaluate_detections, write_coco_results
+from harness.proposal_stage import attach_proposals
+from harness.rcnn_train import RCNNTrainResult, rcnn_trainer
+from harness.svd_eval import svd_test_pass
 from harness.results import (
     RECORDS_FILE,
     SCHEMA_VERSION,
@@ -51,6 +66,10 @@ def build_datasets(cfg: RunConfig) -> tuple[data_layer.DetectionDataset, data_la
     test_set = data_layer.build_dataset(d.dataset, d.test_split or default_test, flip_prob=0.0, **common)
     if train_set.class_names != test_set.class_names:
         raise data_layer.DatasetError("train and test splits disagree on the class list")
+    for role, ds in (("training", train_set), ("test", test_set)):
+        if len(ds) == 0:  # fail before any training rather than after hours of it
+            raise data_layer.DatasetError(f"the {role} split {ds.name} is empty (no images listed)")
+        require_image_files(ds)
     return train_set, test_set
 
 
@@ -72,15 +91,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def execute(cfg: RunConfig, *, results_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
+def execute(
+    cfg: RunConfig,
+    *,
+    results_dir: Path,
+    progress: Progress | None = None,
+    resume: Resume | None = None,
+    tags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run ``cfg`` and append its record to ``results_dir/runs.jsonl``; returns the record.
 
-    Raises the original error after recording a failed or interrupted run.
+    With ``resume`` (see :func:`harness.checkpoint.prepare_resume`) training continues
+    from that run's checkpoint, in its folder and under its run id; the new record
+    says ``resumed_from_epoch``. Raises the original error after recording a failed
+    or interrupted run. ``tags`` (e.g. ``{"preset": ..., "preset_row": ...}``) are
+    copied into the record as top-level fields.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    run_id = new_run_id(cfg.detector)
+    run_id = resume.run_id if resume is not None else new_run_id(cfg.detector)
     run_dir = results_dir / run_id
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -103,15 +133,20 @@ def execute(cfg: RunConfig, *, results_dir: Path, progress: Progress | None = No
         "disk": {"bytes": 0, "items": {}},
         "started": now_iso(),
         "finished": None,
+        "resumed_from_epoch": resume.epoch if resume is not None else None,
+        **(tags or {}),
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with sigterm_as_interrupt():
-            _train_and_test(cfg, record, run_dir, device, progress)
+            _train_and_test(cfg, record, run_dir, device, progress, resume)
         record["status"] = "ok"
     except KeyboardInterrupt as err:
         record["status"], record["reason"] = "interrupted", f"interrupted ({err or 'Ctrl-C'})"
+        if (run_dir / CHECKPOINT_FILE).is_file():
+            log.warning("run %s stopped; continue it from its last checkpoint with: harness run <same options> "
+                        "--results %s --resume %s", run_id, results_dir, run_id)
         raise
     except NonFiniteLossError as err:
         record["status"], record["reason"] = "failed", str(err)
@@ -130,7 +165,12 @@ def execute(cfg: RunConfig, *, results_dir: Path, progress: Progress | None = No
 
 
 def _train_and_test(
-    cfg: RunConfig, record: dict[str, Any], run_dir: Path, device: torch.device, progress: Progress | None
+    cfg: RunConfig,
+    record: dict[str, Any],
+    run_dir: Path,
+    device: torch.device,
+    progress: Progress | None,
+    resume: Resume | None = None,
 ) -> None:
     train_set, test_set = build_datasets(cfg)
     record["dataset_info"] = {
@@ -138,41 +178,83 @@ def _train_and_test(
         "test": {"name": test_set.name, "images": len(test_set)},
         "classes": list(train_set.class_names[1:]),
     }
+    # Fast R-CNN: selective search (cached, filled in parallel) or a file; None for the RPN
+    proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
+    seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
     model = build_model(cfg, train_set.num_classes)
-    checkpoint = run_dir / "checkpoint.pt" if cfg.train.checkpoint else None
-    trained = train(
-        model,
-        train_set,
-        cfg.train,
-        device=device,
-        seed=cfg.seed,
-        workers=cfg.data.workers,
-        checkpoint_path=checkpoint,
-        progress=progress,
-    )
+    checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
+    # R-CNN trains in stages (fine-tune, feature cache, SVMs, box regression) behind train's signature
+    fit = rcnn_trainer(cfg) if cfg.detector == "rcnn" else train
+    alternating = None
+    if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
+        if resume is not None:
+            raise ConfigError("a train.scheme=alternating run cannot be resumed: start it again")
+        alternating, trained = fit_alternating(
+            lambda: build_model(cfg, train_set.num_classes), train_set, cfg.train,
+            device=device, seed=cfg.seed, workers=cfg.data.workers, progress=progress,
+        )
+        model = alternating.model
+    else:
+        trained = fit(
+            model,
+            train_set,
+            cfg.train,
+            device=device,
+            seed=cfg.seed,
+            workers=cfg.data.workers,
+            checkpoint_path=checkpoint,
+            progress=progress,
+            resume=resume.state if resume is not None else None,
+            run_config=to_dict(cfg),
+        )
     record["timing"] = {"train_s": trained.seconds, "train_iters": trained.iterations, "epochs": trained.epochs_done}
+    if alternating is not None:
+        record["timing"]["train_stages"] = alternating.stage_seconds
     record["final_losses"] = trained.last_losses
+    if isinstance(trained, RCNNTrainResult):
+        trained.record_into(record)  # timing.train_stages, feature-cache disk bytes, SVM / regression figures
+    if trained.checkpoint is None and resume is not None and checkpoint is not None and checkpoint.is_file():
+        trained.checkpoint = checkpoint  # resumed after the last epoch: its checkpoint is the final one
     if trained.checkpoint is not None:
         record["checkpoint"] = str(trained.checkpoint)
         record["disk"]["checkpoint_bytes"] = trained.checkpoint.stat().st_size
 
     predictions, timer = predict(model, test_set, cfg.test, device=device, progress=progress)
+    if proposal_stage is not None:
+        proposal_stage.fold_test_time(timer)  # selective search is part of test time per image
     ground_truth = [test_set.annotation(i) for i in range(len(predictions))]
     metrics = evaluate_detections(
         predictions, ground_truth, test_set.class_names, label_to_category=test_set.label_to_category
     )
     write_coco_results(run_dir / "detections.json", predictions, ground_truth, test_set.label_to_category)
     metrics["proposal_recall"] = {
-        "rpn" if cfg.detector == "faster" else "selective_search": proposal_recall_curve(
+        proposal_stage.name if proposal_stage is not None else "rpn": proposal_recall_curve(
             model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images
         )
     }
     record["metrics"] = metrics
+    if alternating is not None:  # the unshared system (after step 2), on the same test images
+        unshared, _ = predict(alternating.unshared, test_set, cfg.test, device=device)
+        record["metrics_unshared"] = evaluate_detections(
+            unshared, ground_truth, test_set.class_names, label_to_category=test_set.label_to_category
+        )
+    image, target = test_set[0]
+    record["flops"] = count_stage_flops(model, image.to(device), eval_inputs(target, device))
     record["timing"].update(
         {
             "test_images": len(predictions),
             "test_s_per_img": timer.summary(),
+            "test_s_per_img_without_proposals": timer.summary_without("proposals"),
             "stages": timer.medians(),
             "fps": 1.0 / timer.summary()["median"] if timer.summary()["median"] else None,
         }
     )
+    if proposal_stage is not None:
+        proposal_stage.record_into(record)
+    if cfg.test.svd:  # Fast R-CNN 3.1: the same model, FC layers truncated, tested again
+        fold = proposal_stage.fold_test_time if proposal_stage is not None else None
+        parts = svd_test_pass(model, test_set, cfg.test, device=device, base_metrics=metrics, base_timer=timer,
+                              fold=fold, progress=progress)
+        record["svd"] = parts["svd"]
+        record["metrics_svd"] = parts.get("metrics_svd")
+        record["timing"]["svd"] = parts.get("timing_svd")

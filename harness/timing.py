@@ -82,6 +82,27 @@ class StageTimer:
     def summary(self, stage: str = "total") -> dict[str, float | int | None]:
         return summarize(self.samples.get(stage, []))
 
+    def add_to_items(self, stage: str, seconds: list[float]) -> None:
+        """Charge time spent outside the timed blocks to ``stage`` of each recorded item, in order.
+
+        For work done ahead of time per item (selective search runs on the data
+        side, and may have run in an earlier process): ``seconds[i]`` is added to
+        item ``i``'s ``stage`` and to its ``total``.
+        """
+        totals = self.samples["total"]
+        if len(seconds) != len(totals):
+            raise ValueError(f"{len(seconds)} times for {len(totals)} recorded items")
+        per_stage = self.samples[stage] or [0.0] * len(totals)
+        self.samples[stage] = [a + b for a, b in zip(per_stage, seconds)]
+        self.samples["total"] = [a + b for a, b in zip(totals, seconds)]
+
+    def summary_without(self, stage: str) -> dict[str, float | int | None]:
+        """Summary of per-item totals minus ``stage`` (e.g. test time without proposals)."""
+        totals, parts = self.samples.get("total", []), self.samples.get(stage, [])
+        if len(parts) != len(totals):
+            return self.summary()
+        return summarize([t - p for t, p in zip(totals, parts)])
+
 
 class Stopwatch:
     """Elapsed wall time of a block: ``with Stopwatch(device) as sw: ...; sw.seconds``."""

@@ -76,3 +76,23 @@ def test_four_steps_change_only_their_own_parameters():
         (out,) = result.model([images[0]])
         (out_u,) = result.unshared([images[0]])
     assert set(out) == set(out_u) == {"boxes", "labels", "scores"}
+
+
+def test_alternating_run_records_shared_and_unshared(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    args = ["run", "--detector", "faster", "--results", str(tmp_path), "--epochs", "1",
+            "--set", "train.scheme=alternating", "--set", "data.synthetic.train_images=2",
+            "--set", "data.synthetic.test_images=1", "--set", "data.min_size=64", "--set", "data.max_size=96",
+            "--set", "test.warmup_images=0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[-1])
+    assert rec["status"] == "ok" and rec["config"]["train"]["scheme"] == "alternating"
+    assert set(rec["timing"]["train_stages"]) == {"step1_rpn", "step2_detector", "step3_rpn_shared",
+                                                  "step4_detector_shared"}
+    assert "map50_area" in rec["metrics_unshared"] and "map50_area" in rec["metrics"]

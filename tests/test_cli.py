@@ -39,6 +39,8 @@ def test_run_writes_a_valid_record(tmp_path):
     assert timing["test_s_per_img"]["median"] > 0 and timing["test_s_per_img"]["p90"] >= timing["test_s_per_img"]["median"]
     assert set(timing["stages"]) == {"backbone", "proposals", "head", "postprocess"}
     assert rec["memory"]["peak_rss_bytes"] > 0
+    assert rec["flops"]["backbone"] > 0 and rec["flops"]["head"] > 0
+    assert rec["flops"]["total"] == sum(v for k, v in rec["flops"].items() if k != "total")
     assert (tmp_path / rec["run_id"] / "checkpoint.pt").is_file()
     assert (tmp_path / rec["run_id"] / "detections.json").is_file()
     assert "mAP50" in result.output  # the summary table
@@ -61,13 +63,6 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
-
-
-@pytest.mark.parametrize("detector, issue", [("fast", "issue 4"), ("rcnn", "issue 5")])
-def test_pending_detectors_say_not_available_yet(tmp_path, detector, issue):
-    result = runner.invoke(app, ["run", "--detector", detector, "--results", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "not available yet" in result.output and issue in result.output
 
 
 def test_datasets_describes_synthetic():

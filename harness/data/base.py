@@ -36,6 +36,8 @@ BOX_KEYS = ("boxes", "proposals")
 
 Target = dict[str, Any]
 Transform = Callable[[Tensor, Target], tuple[Tensor, Target]]
+# (index, RGB uint8 [H, W, 3] as decoded) -> float32 [P, 4] proposals in that original frame
+ProposalProvider = Callable[[int, np.ndarray], Tensor]
 
 
 def make_target(
@@ -117,10 +119,14 @@ class DetectionDataset(torch.utils.data.Dataset, abc.ABC):
         class_names: ``class_names[0] == BACKGROUND``; ``class_names[k]`` is label ``k``.
         name: short description used in run records (e.g. ``"voc:bccd/test"``).
         label_to_category: label → external category id (COCO ids; ``k`` elsewhere).
+        proposal_provider: optional hook that gives each sample ``target["proposals"]``
+            (selective search or a file, for Fast R-CNN / R-CNN), in the original
+            frame before the transforms, so they are resized and flipped with the image.
     """
 
     class_names: tuple[str, ...]
     name: str
+    proposal_provider: ProposalProvider | None = None
 
     def __init__(self, transforms: Transform | None = None) -> None:
         self.transforms = transforms
@@ -145,10 +151,24 @@ class DetectionDataset(torch.utils.data.Dataset, abc.ABC):
     def annotation(self, index: int) -> Target:
         """Target of image ``index`` in the original image frame (no pixels loaded)."""
 
+    def set_epoch(self, epoch: int) -> None:
+        """Tell epoch-aware transforms (the seeded flip) which epoch comes next.
+
+        The training loop calls this before each epoch so the flips of epoch ``e``
+        depend on ``(seed, e)`` only, and a resumed run flips exactly as an
+        uninterrupted one.
+        """
+        set_epoch = getattr(self.transforms, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Target]:
-        image = image_to_tensor(self.load_image(index))
+        pixels = self.load_image(index)
+        image = image_to_tensor(pixels)
         target = self.annotation(index)
         target["size"] = torch.tensor(image.shape[-2:], dtype=torch.int64)
+        if self.proposal_provider is not None:
+            target["proposals"] = self.proposal_provider(index, pixels)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

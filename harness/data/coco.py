@@ -27,11 +27,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
 from harness.data.errors import DatasetError
+from harness.data.imageio import check_size, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +194,11 @@ class COCODataset(DetectionDataset):
         return self._files[index]
 
     def load_image(self, index: int) -> np.ndarray:
-        """RGB ``uint8 [H, W, 3]`` (OpenCV decode; grayscale files become 3 channels)."""
+        """RGB ``uint8 [H, W, 3]``; a file that cannot be read is a DatasetError naming it."""
         path = self._files[index]
-        if not path.is_file():
-            raise DatasetError(f"{self.name}: image file {path} is missing")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{self.name}: cannot decode image {path} (corrupt or unsupported format)")
-        if image.shape[:2] != self._sizes[index]:
-            log.warning("%s: %s is %dx%d but the JSON says %dx%d; boxes may be misplaced",
-                        self.name, path, image.shape[1], image.shape[0], self._sizes[index][1], self._sizes[index][0])
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = read_rgb(path, dataset=self.name)  # rules for gray / RGBA / 16-bit / EXIF: harness.data.imageio
+        check_size(image.shape, self._sizes[index], path, dataset=self.name, source="the JSON")
+        return image
 
     def annotation(self, index: int) -> Target:
         """Target in the image-on-disk frame; ``image_id`` is the COCO image id."""

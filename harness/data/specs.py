@@ -143,4 +143,10 @@ def build_dataset(
         return SyntheticDataset(split, synthetic, transforms=transforms)
     if parsed.kind == "voc":
         return VOCDataset(parsed.path, split, transforms=transforms)  # type: ignore[arg-type]
-    return COCODataset(parsed.path, parsed.images_dir, transforms=transforms, split=split)  # type: ignore[arg-type]
+    try:
+        return COCODataset(parsed.path, parsed.images_dir, transforms=transforms, split=split)  # type: ignore[arg-type]
+    except DatasetError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        # a value of the wrong type somewhere in a hand-edited JSON ("id": "seven", "images": {...})
+        raise DatasetError(f"{parsed.path}: malformed COCO JSON ({type(err).__name__}: {err})") from None

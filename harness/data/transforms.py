@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.data.base import BOX_KEYS, Target, Transform
+from harness.seeding import derive_seed
 
 
 class Compose:
@@ -30,6 +31,12 @@ class Compose:
         for transform in self.transforms:
             image, target = transform(image, target)
         return image, target
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to every transform that draws per-epoch randomness."""
+        for transform in self.transforms:
+            if hasattr(transform, "set_epoch"):
+                transform.set_epoch(epoch)
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(t) for t in self.transforms)
@@ -126,10 +133,12 @@ class RandomHorizontalFlip:
             RNG (which ``DataLoader`` reseeds per worker).
 
     With an ``int`` seed the generator is created lazily in the process that
-    first calls the transform and, inside a ``DataLoader`` worker, offset by the
-    worker id: otherwise every worker would inherit a copy of the same stream
-    and flip the same pattern. The sequence is then reproducible for a fixed
-    ``(seed, num_workers)``.
+    first calls the transform, seeded from ``(seed, worker id, epoch)``: the
+    worker id because otherwise every ``DataLoader`` worker would inherit a copy
+    of the same stream and flip the same pattern; the epoch (set by
+    :meth:`set_epoch`, 0 until then) so that each epoch's flips depend on
+    nothing but ``(seed, epoch)`` and a resumed run flips like an uninterrupted
+    one. The sequence is reproducible for a fixed ``(seed, epoch, num_workers)``.
     """
 
     def __init__(self, p: float = 0.5, seed: int | torch.Generator | None = None) -> None:
@@ -139,6 +148,12 @@ class RandomHorizontalFlip:
         self.seed = seed
         self._generator: torch.Generator | None = seed if isinstance(seed, torch.Generator) else None
         self._owner: tuple[int, int] | None = None  # (pid, worker id) the generator was made in
+        self._epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the flip stream of ``epoch`` (int seeds only; a shared generator just continues)."""
+        if self.seed is not None and not isinstance(self.seed, torch.Generator):
+            self._epoch, self._generator, self._owner = int(epoch), None, None
 
     def _rng(self) -> torch.Generator | None:
         if self.seed is None or isinstance(self.seed, torch.Generator):
@@ -146,7 +161,7 @@ class RandomHorizontalFlip:
         info = torch.utils.data.get_worker_info()
         owner = (os.getpid(), info.id if info is not None else -1)
         if self._generator is None or self._owner != owner:
-            self._generator = torch.Generator().manual_seed(int(self.seed) + 1_000_003 * (owner[1] + 1))
+            self._generator = torch.Generator().manual_seed(derive_seed(int(self.seed), "flip", owner[1], self._epoch))
             self._owner = owner
         return self._generator
 

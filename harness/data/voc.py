@@ -32,11 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
 from harness.data.errors import DatasetError
+from harness.data.imageio import check_size, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,13 @@ class VOCDataset(DetectionDataset):
             self._labels.append(np.asarray(labels, dtype=np.int64))
             self._difficult.append(np.asarray(difficult, dtype=bool))
         if unknown:
-            log.warning("%s: dropped objects of classes outside class_names: %s", self.name, unknown)
+            counts = ", ".join(f"{name!r} ({n})" for name, n in sorted(unknown.items(), key=lambda kv: -kv[1]))
+            log.warning("%s: dropped %d objects of classes outside class_names: %s",
+                        self.name, sum(unknown.values()), counts)
+        empty = [i for i, labels in zip(self.ids, self._labels) if labels.size == 0]
+        if empty:  # legitimate (background-only images) but often a sign of a broken export
+            log.warning("%s: %d of %d images have no (usable) objects, e.g. %s; kept as background-only images",
+                        self.name, len(empty), len(self.ids), self.root / "Annotations" / f"{empty[0]}.xml")
 
     def _image_path(self, image_id: str, record: VOCRecord, xml_path: Path) -> Path:
         """``JPEGImages/<id>.jpg``, or the XML ``<filename>`` when only that one exists."""
@@ -268,20 +274,14 @@ class VOCDataset(DetectionDataset):
         return self._image_paths[index]
 
     def load_image(self, index: int) -> np.ndarray:
-        """RGB ``uint8 [H, W, 3]``; grayscale and 16-bit files are converted by OpenCV."""
+        """RGB ``uint8 [H, W, 3]``; a file that cannot be read is a DatasetError naming it."""
         path = self._image_paths[index]
-        if not path.is_file():
-            raise DatasetError(f"{self.name}: image file {path} is missing")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # always 8-bit BGR, also for grayscale files
-        if image is None:
-            raise DatasetError(f"{self.name}: cannot decode image {path} (corrupt or unsupported format)")
+        image = read_rgb(path, dataset=self.name)  # rules for gray / RGBA / 16-bit / EXIF: harness.data.imageio
         size = self._sizes[index]
-        if size is not None and image.shape[:2] != size:
-            log.warning("%s: %s is %dx%d but its annotation says %dx%d; boxes may be misplaced",
-                        self.name, path, image.shape[1], image.shape[0], size[1], size[0])
-        elif size is None:
+        if size is None:
             self._sizes[index] = image.shape[:2]
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        check_size(image.shape, size, path, dataset=self.name, source="its annotation")
+        return image
 
     def annotation(self, index: int) -> Target:
         """Target in the image-on-disk frame; decodes the image only if its XML lacks ``<size>``."""
