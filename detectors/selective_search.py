@@ -97,10 +97,9 @@ def _seed_ranking() -> None:
 def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(None)
-        libc.srand  # noqa: B018 (raises AttributeError where there is none)
-        return libc
-    except (OSError, AttributeError):
+    except OSError:
         return None
+    return libc if hasattr(libc, "srand") else None
 
 
 def selective_search(image: np.ndarray, params: SelectiveSearchParams) -> Tensor:

@@ -14,6 +14,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from harness.config import RunConfig
+from harness.data.base import DetectionDataset
+
 
 class Mode(str, Enum):
     fast = "fast"
@@ -25,7 +28,9 @@ class Profile(str, Enum):
     paper = "paper"
 
 
-def _setup(dataset: str, splits: list[str] | None, profile: str, overrides: dict[str, object], set_: list[str]):
+def _setup(
+    dataset: str, splits: list[str] | None, profile: str, overrides: dict[str, object], set_: list[str]
+) -> tuple[RunConfig, list[DetectionDataset]]:
     """Config (as for ``run --detector fast``) and the datasets of ``splits`` (default: the run's two)."""
     from harness import data as data_layer
     from harness.cli import _fail

@@ -19,7 +19,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +172,7 @@ def _portable(dataset: DetectionDataset) -> DetectionDataset:
 
 
 def default_workers() -> int:
+    """Usable cores (the affinity mask where the OS has one)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -239,7 +240,18 @@ def precompute(
     return results
 
 
-def _run_pool(datasets: Sequence[DetectionDataset], cache: ProposalCache, tasks: list, workers: int, collect: Any) -> None:
+def _run_pool(
+    datasets: Sequence[DetectionDataset],
+    cache: ProposalCache,
+    tasks: list[tuple[int, int]],
+    workers: int,
+    collect: Callable[[int, int, str, int, float], None],
+) -> None:
+    """Run ``tasks`` (dataset, index) in ``workers`` processes; ``collect`` each result as it comes.
+
+    On any exception (Ctrl-C included) pending tasks are cancelled and running
+    ones finish their image (whole entries only) before the exception goes on.
+    """
     pool = futures.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_pool_context(),

@@ -89,7 +89,7 @@ def test_overfits_one_synthetic_image_on_selective_search():
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tt = training_target(target)
     model.train()
-    for _ in range(150):
+    for _ in range(60):  # mAP50 is 1.0 after 25 steps with this seed
         losses = model([image], [tt])
         opt.zero_grad()
         sum(losses.values()).backward()
