@@ -50,26 +50,24 @@ class StageTimer:
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        synchronize(self.device)
-        start = time.perf_counter()
+        watch = Stopwatch(self.device)
         try:
-            yield
+            with watch:
+                yield
         finally:
-            synchronize(self.device)
             if self._current is not None:
-                self._current[stage] = self._current.get(stage, 0.0) + time.perf_counter() - start
+                self._current[stage] = self._current.get(stage, 0.0) + watch.seconds
 
     @contextlib.contextmanager
     def item(self, per: int = 1) -> Iterator[None]:
         """Time one item (``per`` images processed together count as ``per`` items)."""
         self._current = {}
-        synchronize(self.device)
-        start = time.perf_counter()
+        watch = Stopwatch(self.device)
         try:
-            yield
+            with watch:
+                yield
         finally:
-            synchronize(self.device)
-            self._current["total"] = time.perf_counter() - start
+            self._current["total"] = watch.seconds
             if not self.warmup:
                 for stage, seconds in self._current.items():
                     self.samples[stage].extend([seconds / per] * per)
