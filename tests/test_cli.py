@@ -8,19 +8,11 @@ from typer.testing import CliRunner
 from harness.cli import app
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINY = [
-    "--epochs", "1",
-    "--set", "data.synthetic.train_images=4",
-    "--set", "data.synthetic.test_images=2",
-    "--set", "data.min_size=96",
-    "--set", "data.max_size=128",
-    "--set", "test.warmup_images=1",
-]
 runner = CliRunner()
 
 
-def test_run_writes_a_valid_record(tmp_path):
-    result = runner.invoke(app, ["run", "--detector", "faster", "--results", str(tmp_path), *TINY])
+def test_run_writes_a_valid_record(tmp_path, tiny_run_args):
+    result = runner.invoke(app, ["run", "--detector", "faster", "--results", str(tmp_path), *tiny_run_args])
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "runs.jsonl").read_text().splitlines()
     assert len(lines) == 1

@@ -78,7 +78,7 @@ def test_classification_only_trains_no_box_loss_and_tests_on_the_proposals():
         assert (box - proposals).abs().sum(dim=1).min() < 1e-4
 
 
-def test_overfits_one_synthetic_image_on_selective_search():
+def test_overfits_one_synthetic_image_on_selective_search(overfit):
     """Fast R-CNN on the image's own selective-search proposals reaches mAP50 > 0.9 on it."""
     torch.manual_seed(0)
     synthetic = SyntheticConfig(train_images=1, val_images=1, test_images=1, seed=3)
@@ -86,15 +86,7 @@ def test_overfits_one_synthetic_image_on_selective_search():
     ds.proposal_provider = lambda i, pixels: selective_search(pixels, SelectiveSearchParams(max_proposals=500))
     image, target = ds[0]
     model = build_model(build_config(detector="fast"), num_classes=3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    tt = training_target(target)
-    model.train()
-    for _ in range(60):  # mAP50 is 1.0 after 25 steps with this seed
-        losses = model([image], [tt])
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
-    model.eval()
+    model = overfit(model, image, training_target(target), 60)  # mAP50 is 1.0 after 25 steps with this seed
     with torch.no_grad():
         (pred,) = model([image], [{"proposals": target["proposals"]}])
     metrics = evaluate_detections([pred], [target], ds.class_names)

@@ -8,14 +8,9 @@ from harness.cli import app
 runner = CliRunner()
 
 
-def _tiny(tmp_path):
+def _tiny(tmp_path, tiny_run_args):
     return [
-        "--epochs", "1",
-        "--set", "data.synthetic.train_images=4",
-        "--set", "data.synthetic.test_images=2",
-        "--set", "data.min_size=96",
-        "--set", "data.max_size=128",
-        "--set", "test.warmup_images=1",
+        *tiny_run_args,
         "--set", "rcnn.crop_size=32",
         "--set", "rcnn.max_proposals_train=60",
         "--set", "rcnn.max_proposals_test=60",
@@ -25,10 +20,10 @@ def _tiny(tmp_path):
     ]
 
 
-def test_rcnn_run_records_stages_and_disk_and_reuses_its_cache(tmp_path):
+def test_rcnn_run_records_stages_and_disk_and_reuses_its_cache(tmp_path, tiny_run_args):
     results = tmp_path / "results"
     for _ in range(2):
-        result = runner.invoke(app, ["run", "--detector", "rcnn", "--results", str(results), *_tiny(tmp_path)])
+        result = runner.invoke(app, ["run", "--detector", "rcnn", "--results", str(results), *_tiny(tmp_path, tiny_run_args)])
         assert result.exit_code == 0, result.output
     first, second = (json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines())
     for rec in (first, second):

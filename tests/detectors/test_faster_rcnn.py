@@ -43,22 +43,14 @@ def test_training_requires_targets():
 
 
 @pytest.mark.slow
-def test_overfits_one_synthetic_image():
+def test_overfits_one_synthetic_image(overfit):
     """A few hundred steps on one image must reach VOC mAP50 > 0.9 on that image."""
     torch.manual_seed(0)
     synthetic = SyntheticConfig(train_images=1, val_images=1, test_images=1, seed=3)
     ds = build_dataset("synthetic", "train", min_size=192, max_size=320, synthetic=synthetic)
     image, target = ds[0]
     model, _ = _model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    tt = training_target(target)
-    for step in range(300):
-        losses = model([image], [tt])
-        opt.zero_grad()
-        sum(losses.values()).backward()
-        opt.step()
-    model.eval()
+    model = overfit(model, image, training_target(target), 300)
     with torch.no_grad():
         (pred,) = model([image])
     metrics = evaluate_detections([pred], [target], ds.class_names)
