@@ -29,7 +29,7 @@ from detectors.backbones import build_backbone
 from harness.builder import build_model
 from harness.config import RunConfig, apply_overrides, to_dict
 from harness.data import collate, training_target
-from harness.engine import predict, seed_everything, train
+from harness.engine import predict, seed_everything, targets_to_device, train
 from harness.evaluation import evaluate_detections
 from harness.flops import count_stage_flops
 from harness.timing import synchronize
@@ -144,7 +144,7 @@ def interleaved_speed(
     for it in range(iters + warmup):
         batch = collate([train_set[(it * per + j) % len(train_set)] for j in range(per)])
         ims = [im.to(device) for im in batch[0]]
-        tgts = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in training_target(t).items()} for t in batch[1]]
+        tgts = targets_to_device([training_target(t) for t in batch[1]], device)
         for name in (names if it % 2 == 0 else names[::-1]):
             models[name].train()
             seconds = _timed(lambda: _train_step(models[name], opts[name], ims, tgts), device)

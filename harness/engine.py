@@ -121,7 +121,7 @@ def _train_step(
     (with clipping) the gradient norm is not finite, so they stay the last good ones.
     """
     images = [im.to(device, non_blocking=True) for im in batch[0]]
-    targets = _to_device([training_target(t) for t in batch[1]], device)
+    targets = targets_to_device([training_target(t) for t in batch[1]], device)
     losses = model(images, targets)
     values = {k: float(v.detach()) for k, v in losses.items()}
     if not all(math.isfinite(v) for v in values.values()):
@@ -161,7 +161,7 @@ def _restore(
     set_rng_state(state["rng"])
 
 
-def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
+def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
 
