@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -327,7 +328,8 @@ def reproduce(
     """Reproduce a paper's table (or an ablation) as a set of recorded runs; resumable."""
     from harness.config import ConfigError, to_dict
     from harness.presets import BY_ID, PAPER_NEEDS, PRESETS, resolve
-    from harness.runner import execute
+    from harness.results import append_record, device_info, git_sha, library_versions, now_iso
+    from harness.runner import execute, resolve_device
     from harness.sweep import SweepPoint, run_sweep
 
     if list_ or table is None:
@@ -373,14 +375,27 @@ def reproduce(
             tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value}
             return execute(cfg, results_dir=results, progress=progress, tags=tags)
 
+    started, clock = now_iso(), time.perf_counter()
     try:
         counts = run_sweep([p for _, p in runs], results_dir=results, execute=run_one,
                            say=lambda msg: console.print(msg, markup=False, highlight=False))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         raise typer.Exit(130)
-    console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed; "
-                  "`harness report` shows our table beside the paper's")
+    minutes = (time.perf_counter() - clock) / 60
+    stated = preset.cpu_minutes(seeds) if scale == Scale.cpu else None
+    # One record per invocation: the preset's wall time against the time it states. Only an
+    # invocation that ran every row (none skipped, none failed) says whether the preset fits.
+    append_record(results / "reproduce.jsonl", {
+        "kind": "reproduce", "preset": preset.id, "scale": scale.value, "seeds": seeds, "runs": len(runs),
+        **counts, "complete": counts["ran"] == len(runs) and not counts["failed"],
+        "wall_minutes": minutes, "stated_minutes": stated,
+        "within_stated": None if stated is None else minutes <= stated,
+        "started": started, "finished": now_iso(), "git_sha": git_sha(), "versions": library_versions(),
+        "device": device_info(resolve_device("auto")), "dataset": dataset or "synthetic"})
+    console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
+                  f"in {minutes:.1f} min" + (f" (stated ~{stated:.0f} min)" if stated else "")
+                  + "; `harness report` shows our table beside the paper's")
     if counts["failed"]:
         raise typer.Exit(1)
 
