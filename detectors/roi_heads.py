@@ -52,11 +52,18 @@ class RoIHead(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def pool(self, features: Tensor, rois: list[Tensor]) -> Tensor:
-        """``[B, C, Hf, Wf]`` + B lists of boxes -> ``[R, C, S, S]``."""
+        """``[B, C, Hf, Wf]`` + B lists of boxes -> ``[R, C, S, S]``.
+
+        Pooling runs in float32 under autocast (torchvision's CPU kernels have no
+        bfloat16 version; its CUDA autocast casts to float32 as well).
+        """
         size = (self.pooled_size, self.pooled_size)
-        if self.pooler == "roi_pool":
-            return roi_pool(features, rois, size, self.spatial_scale)
-        return roi_align(features, rois, size, self.spatial_scale, sampling_ratio=2, aligned=True)
+        rois = [r.float() for r in rois]
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            if self.pooler == "roi_pool":
+                return roi_pool(features, rois, size, self.spatial_scale)
+            return roi_align(features, rois, size, self.spatial_scale, sampling_ratio=2, aligned=True)
 
     def forward(self, features: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns class logits ``[R, K+1]`` and deltas ``[R, 4 (K+1)]``."""

@@ -113,6 +113,8 @@ def run(
     weights: Optional[Path] = typer.Option(None, help="Local state-dict file for the backbone (default: random init)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the profile's)."),
     device: Device = typer.Option(Device.auto, help="auto picks CUDA when available."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision in training and test (float16 + loss "
+                                                  "scaling on CUDA, bfloat16 on the CPU)."),
     seed: int = typer.Option(0, help="Seed for init, data order and synthetic data."),
     profile: Profile = typer.Option(Profile.cpu, help="cpu: small images and anchors for 2 CPU cores; paper: 600/1000, VGG16."),
     results: Path = typer.Option(Path("results"), help="Folder of runs.jsonl and per-run outputs."),
@@ -122,7 +124,11 @@ def run(
                                          help="Continue run RUN_ID (a folder under --results) from its last "
                                               "checkpoint; give the same options as the first time (--epochs may differ)."),
 ) -> None:
-    """Train and test one detector, print a summary and append a run record."""
+    """Train and test one detector, print a summary and append a run record.
+
+    Several processes: `torchrun --nproc_per_node N -m harness run ...` (Fast and Faster R-CNN; DDP,
+    gloo on the CPU, NCCL on GPUs; rank 0 records). See README, Multi-process training.
+    """
     from harness.checkpoint import CheckpointError, prepare_resume
     from harness.config import ConfigError, build_config, parse_set_options, to_dict
     from harness.data import DatasetError
@@ -140,6 +146,8 @@ def run(
             overrides["model.weights"] = str(weights)
         if epochs is not None:
             overrides["train.epochs"] = epochs
+        if amp:
+            overrides.update({"train.amp": True, "test.amp": True})
         overrides.update(parse_set_options(set_))
         cfg = build_config(detector=detector.value, profile=profile.value, overrides=overrides)
         from harness.builder import PENDING
@@ -168,6 +176,8 @@ def run(
         _fail(f"{err}; the last good checkpoint is kept; recorded as failed", code=1)
     except StorageError as err:
         _fail(f"{err}; nothing partial was kept", code=1)
+    if record.get("rank"):  # a torchrun worker: rank 0 prints and records
+        return
     out.print(_summary(record))
     console.print(f"record appended to {results / 'runs.jsonl'}")
 

@@ -86,6 +86,7 @@ class TrainConfig:
     grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
     checkpoint: bool = True  # save a checkpoint after every epoch
     scheme: str = "joint"  # faster: joint (approximate joint) | alternating (4-step, Faster R-CNN 3.2)
+    amp: bool = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class TestConfig:
     recall_counts: tuple[int, ...] = (10, 50, 100, 300, 1000, 2000)
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
+    amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.train.scheme not in ("joint", "alternating"):
         raise ConfigError(f"train.scheme must be joint or alternating, got {cfg.train.scheme!r}")
+    if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
+        raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):

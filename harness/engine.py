@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from harness import distributed
 
 from harness.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from harness.config import TestConfig, TrainConfig
@@ -83,18 +85,38 @@ def epoch_loader(
 
     A fresh loader with fresh generators per epoch (rather than one generator
     consumed epoch after epoch) lets a resumed run start at any epoch and draw
-    exactly what an uninterrupted run would have drawn there.
+    exactly what an uninterrupted run would have drawn there. Under torchrun each
+    rank draws its own shard of the epoch (``DistributedSampler``, same seed and epoch).
     """
     dataset.set_epoch(epoch)
+    ranks = distributed.current()
+    if ranks.active:
+        sampler = DistributedSampler(dataset, num_replicas=ranks.world_size, rank=ranks.rank, shuffle=True,
+                                     seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=epoch_generator(seed, epoch, "order"))
     return DataLoader(
         dataset,
         batch_size=cfg.images_per_batch,
-        sampler=RandomSampler(dataset, generator=epoch_generator(seed, epoch, "order")),
+        sampler=sampler,
         generator=epoch_generator(seed, epoch, "workers"),
         collate_fn=collate,
         num_workers=workers,
-        drop_last=len(dataset) >= cfg.images_per_batch,
+        drop_last=len(sampler) >= cfg.images_per_batch,
     )
+
+
+def iterations_per_epoch(n: int, per_batch: int) -> int:
+    """Steps per epoch on this rank: full batches of its shard (one short batch when none is full)."""
+    shard = n // distributed.current().world_size
+    return shard // per_batch if shard >= per_batch else int(shard > 0)
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """Mixed precision: float16 on CUDA (with loss scaling in training), bfloat16 on the CPU."""
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                          enabled=enabled)
 
 
 def _batches(loader: DataLoader) -> Iterator[tuple[list[torch.Tensor], list[dict]]]:
@@ -114,25 +136,38 @@ def _train_step(
     device: torch.device,
     grad_clip: float | None,
     step: int,
+    amp: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One SGD step; returns the loss terms.
 
     Raises NonFiniteLossError *before* the parameters change when a loss term or
     (with clipping) the gradient norm is not finite, so they stay the last good ones.
+    Under torchrun every rank raises when any rank saw a non-finite loss. With a
+    loss ``scaler`` (AMP on CUDA) an overflowing gradient is the scaler's to skip.
     """
     images = [im.to(device, non_blocking=True) for im in batch[0]]
     targets = targets_to_device([training_target(t) for t in batch[1]], device)
-    losses = model(images, targets)
+    with autocast(device, amp):
+        losses = model(images, targets)
     values = {k: float(v.detach()) for k, v in losses.items()}
-    if not all(math.isfinite(v) for v in values.values()):
-        raise NonFiniteLossError(step, values)
+    finite = all(math.isfinite(v) for v in values.values())
+    if not distributed.all_true(finite, device):
+        raise NonFiniteLossError(step, values if not finite else {"loss (another rank)": math.nan})
     optimizer.zero_grad(set_to_none=True)
-    sum(losses.values()).backward()
+    total = sum(losses.values())
+    (scaler.scale(total) if scaler is not None else total).backward()
     if grad_clip:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-        if not math.isfinite(norm):
+        if not math.isfinite(norm) and scaler is None:
             raise NonFiniteLossError(step, {"grad_norm": norm}, what="gradient")
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
     return values
 
@@ -189,12 +224,15 @@ def train(
         run_config: the run's config, stored in the checkpoint so a resume can check it.
     """
     seed_everything(seed)
-    n, per_batch = len(dataset), cfg.images_per_batch
-    per_epoch = n // per_batch if n >= per_batch else int(n > 0)  # drop_last only when a full batch exists
+    per_epoch = iterations_per_epoch(len(dataset), cfg.images_per_batch)
     if per_epoch == 0:
-        raise DatasetError(f"{getattr(dataset, 'name', 'the training split')} has no images to train on")
+        raise DatasetError(f"{getattr(dataset, 'name', 'the training split')} has no images to train on"
+                           + (" on every rank" if distributed.current().active else ""))
     total = cfg.epochs * per_epoch
     model.to(device)
+    net = distributed.wrap(model, device)  # DDP under torchrun: gradients averaged across ranks
+    main = distributed.current().is_main  # only rank 0 writes checkpoints
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, total)
     result = TrainResult()
@@ -210,15 +248,16 @@ def train(
             for epoch in range(result.epochs_done, cfg.epochs):
                 for batch in _batches(epoch_loader(dataset, cfg, seed=seed, epoch=epoch, workers=workers)):
                     values = _train_step(
-                        model, optimizer, scheduler, batch, device=device, grad_clip=cfg.grad_clip,
-                        step=result.iterations,
+                        net, optimizer, scheduler, batch, device=device, grad_clip=cfg.grad_clip,
+                        step=result.iterations, amp=cfg.amp, scaler=scaler,
                     )
                     result.iterations += 1
                     result.last_losses = values
                     if bar:
                         bar.advance(1, **{"loss": sum(values.values())})
                 result.epochs_done = epoch + 1
-                if checkpoint_path is not None:
+                distributed.sync_buffers(model)  # rank 0's BatchNorm statistics on every rank
+                if checkpoint_path is not None and main:
                     _check_finite_parameters(model, result.iterations)
                     state = {
                         "format": CHECKPOINT_FORMAT,
@@ -260,14 +299,14 @@ def predict(
     timer.warmup = True
     for i in range(min(cfg.warmup_images, n)):
         image, target = dataset[i]
-        with timer.item():
+        with timer.item(), autocast(device, cfg.amp):
             model([image.to(device)], eval_inputs(target, device), timer=timer)
     timer.warmup = False
     predictions = []
     bar = progress("test", n) if progress else None
     for i in range(n):
         image, target = dataset[i]
-        with timer.item():
+        with timer.item(), autocast(device, cfg.amp):
             (out,) = model([image.to(device)], eval_inputs(target, device), timer=timer)
         predictions.append(to_original_frame(out, target))
         if bar:

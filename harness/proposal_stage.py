@@ -33,7 +33,8 @@ from harness.config import ProposalConfig, RunConfig
 from harness.data.base import DetectionDataset
 from harness.external_proposals import FileProposals, load_proposal_file
 from harness.proposal_cache import ProposalCache, image_digest
-from harness.proposals import PrecomputeResult, SelectiveSearchProvider, pass_summary, precompute
+from harness import distributed
+from harness.proposals import PrecomputeResult, SelectiveSearchProvider, default_workers, pass_summary, precompute
 from harness.timing import StageTimer, summarize
 
 TIME_SOURCES = {
@@ -137,13 +138,18 @@ def attach_proposals(
     params = selective_search_params(p)
     cache = ProposalCache(p.cache_dir, params)
     test_limit = cfg.test.max_images
+    ranks = distributed.current()
+    if ranks.active:  # torchrun: each rank computes its share of the missing entries, then all read them all
+        precompute([train_set, test_set], cache, workers=max(1, (p.workers or default_workers()) // ranks.world_size),
+                   progress=progress, limits=[None, test_limit], shard=(ranks.rank, ranks.world_size))
+        distributed.barrier()
     train_run, test_run = precompute(
         [train_set, test_set], cache, workers=p.workers, progress=progress, limits=[None, test_limit]
     )
     for ds in (train_set, test_set):
         ds.proposal_provider = SelectiveSearchProvider(cache)
     stage = ProposalStage("selective_search", cache, {"train": train_run, "test": test_run}, time_source=p.test_timing)
-    if p.test_timing == "live":
+    if p.test_timing == "live" and ranks.is_main:  # only rank 0 tests
         stage.test_seconds, stage.live_mismatches = time_live(test_set, cache, test_run.images, progress=progress)
     else:
         stage.test_seconds = list(test_run.seconds)

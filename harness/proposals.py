@@ -183,6 +183,7 @@ def precompute(
     workers: int | None = None,
     progress: Any = None,
     limits: Sequence[int | None] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[PrecomputeResult]:
     """Make sure every image of ``datasets`` has a cache entry; one result per dataset.
 
@@ -192,13 +193,16 @@ def precompute(
         workers: processes (``None``: every usable core; 1: in this process).
         progress: ``progress(desc, total)`` -> bar with ``advance(n)`` and ``close()``.
         limits: per dataset, only its first ``limit`` images (``None``: all).
+        shard: ``(rank, ranks)``: only the images whose index is ``rank`` modulo ``ranks``
+            (torchrun processes splitting the work).
     Raises:
         KeyboardInterrupt: after pending work is cancelled; finished entries stay cached.
     """
     workers = workers or default_workers()
     limits = limits or [None] * len(datasets)
     counts = [len(ds) if lim is None else min(len(ds), lim) for ds, lim in zip(datasets, limits)]
-    tasks = [(d, i) for d, n in enumerate(counts) for i in range(n)]
+    rank, ranks = shard
+    tasks = [(d, i) for d, n in enumerate(counts) for i in range(rank, n, ranks)]
     results = [PrecomputeResult() for _ in datasets]
     slots: dict[tuple[int, int], int] = {}
     for d, i in tasks:

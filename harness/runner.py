@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from harness import data as data_layer
+from harness import distributed
 from harness.alternating import fit_alternating
 from harness.builder import build_model
 from harness.checkpoint import CHECKPOINT_FILE, Resume
@@ -109,7 +110,31 @@ def execute(
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    with distributed.process_group(resolve_device(cfg.device)) as (ranks, device):
+        if ranks.active:
+            check_distributed(cfg)
+        if not ranks.is_main:  # a torchrun worker: trains its shard, rank 0 records the run
+            _train_and_test(cfg, {"disk": {"items": {}}}, results_dir / "unused", device, None, resume, ranks)
+            return {"status": "ok", "rank": ranks.rank}
+        return _execute_main(cfg, device, ranks, results_dir=results_dir, progress=progress, resume=resume, tags=tags)
+
+
+def check_distributed(cfg: RunConfig) -> None:
+    if cfg.detector not in ("fast", "faster") or cfg.train.scheme != "joint":
+        raise ConfigError("torchrun (several processes) trains Fast and Faster R-CNN with train.scheme=joint; "
+                          "run R-CNN and alternating training in one process")
+
+
+def _execute_main(
+    cfg: RunConfig,
+    device: torch.device,
+    ranks: distributed.DistInfo,
+    *,
+    results_dir: Path,
+    progress: Progress | None,
+    resume: Resume | None,
+    tags: dict[str, Any] | None,
+) -> dict[str, Any]:
     run_id = resume.run_id if resume is not None else new_run_id(cfg.detector)
     run_dir = results_dir / run_id
     record: dict[str, Any] = {
@@ -134,13 +159,14 @@ def execute(
         "started": now_iso(),
         "finished": None,
         "resumed_from_epoch": resume.epoch if resume is not None else None,
+        "distributed": ranks.as_record() if ranks.active else None,
         **(tags or {}),
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with sigterm_as_interrupt():
-            _train_and_test(cfg, record, run_dir, device, progress, resume)
+            _train_and_test(cfg, record, run_dir, device, progress, resume, ranks)
         record["status"] = "ok"
     except KeyboardInterrupt as err:
         record["status"], record["reason"] = "interrupted", f"interrupted ({err or 'Ctrl-C'})"
@@ -171,7 +197,9 @@ def _train_and_test(
     device: torch.device,
     progress: Progress | None,
     resume: Resume | None = None,
+    ranks: distributed.DistInfo = distributed.DistInfo(),
 ) -> None:
+    """Train and test; a torchrun rank other than 0 returns after training."""
     train_set, test_set = build_datasets(cfg)
     record["dataset_info"] = {
         "train": {"name": train_set.name, "images": len(train_set)},
@@ -218,6 +246,8 @@ def _train_and_test(
     if trained.checkpoint is not None:
         record["checkpoint"] = str(trained.checkpoint)
         record["disk"]["checkpoint_bytes"] = trained.checkpoint.stat().st_size
+    if not ranks.is_main:
+        return
 
     predictions, timer = predict(model, test_set, cfg.test, device=device, progress=progress)
     if proposal_stage is not None:

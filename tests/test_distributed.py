@@ -1,0 +1,59 @@
+"""Multi-process training under torchrun (gloo, 2 CPU processes): DDP keeps the ranks identical,
+each rank trains on its own shard, and only rank 0 writes the run record."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
+
+
+def torchrun(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    # --standalone: a local rendezvous on a free port (parallel CI jobs must not collide)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("detector", ["faster", "fast"])
+def test_ddp_ranks_keep_identical_parameters(tmp_path, detector):
+    done = torchrun(str(HELPER), detector, str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    # the ranks started from different random weights; DDP broadcast rank 0's, then averaged gradients
+    assert any(not torch.equal(r0["initial"][k], r1["initial"][k]) for k in r0["initial"])
+    for name, value in r0["final"].items():
+        assert torch.equal(value, r1["final"][name]), f"{name} differs across ranks"
+    trained = [k for k, v in r0["final"].items() if v.is_floating_point() and not torch.equal(v, r0["initial"][k])]
+    assert trained, "training changed no parameter"
+    # 8 images, 2 ranks, 2 per batch: 2 steps per epoch per rank, disjoint shards covering the set
+    assert r0["iterations"] == r1["iterations"] == 4
+    for epoch in range(2):
+        a, b = r0["seen"][4 * epoch:4 * epoch + 4], r1["seen"][4 * epoch:4 * epoch + 4]
+        assert not set(a) & set(b) and sorted(a + b) == list(range(8))
+
+
+def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
+    done = torchrun("-m", "harness", "run", "--detector", "faster", *tiny_run_args,
+                    "--set", "data.synthetic.train_images=8", "--results", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (tmp_path / "r" / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 1, "only rank 0 appends the record"
+    record = json.loads(lines[0])
+    assert record["status"] == "ok"
+    assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert record["timing"]["train_iters"] == 2  # 8 images / 2 ranks / 2 per batch, one epoch
+    assert len(list((tmp_path / "r").glob("*/checkpoint.pt"))) == 1
+    assert done.stdout.count("record appended") + done.stderr.count("record appended") == 1
+
+
+def test_torchrun_refuses_rcnn_clearly(tmp_path, tiny_run_args):
+    done = torchrun("-m", "harness", "run", "--detector", "rcnn", *tiny_run_args, "--results", str(tmp_path / "r"),
+                    cwd=tmp_path)
+    assert done.returncode != 0
+    assert "torchrun" in done.stderr and "R-CNN" in done.stderr
+    assert not (tmp_path / "r" / "runs.jsonl").exists()
