@@ -437,5 +437,14 @@ def _register_rcnn_bench() -> None:
 
 _register_rcnn_bench()
 
+
+def _register_scaling_bench() -> None:
+    from harness.bench_scaling import bench_scaling_command
+
+    app.command("bench-scaling")(bench_scaling_command)
+
+
+_register_scaling_bench()
+
 if __name__ == "__main__":
     app()
