@@ -105,6 +105,7 @@ def run_rcnn_bench(cfg: RunConfig, *, device: torch.device, crops: int, repeats:
     assert isinstance(model, RCNN)
     figures = measure(model, image, crops=crops, repeats=repeats, device=device)
     return {
+        "kind": "rcnn_cnn_stage",
         "bench": "rcnn_cnn_stage",
         "backbone": cfg.model.backbone,
         "crop_size": model.crop_size,

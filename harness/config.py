@@ -85,7 +85,10 @@ class TrainConfig:
     warmup_iters: int = 50
     grad_clip: float | None = 10.0  # max gradient norm; None disables clipping
     checkpoint: bool = True  # save a checkpoint after every epoch
-    scheme: str = "joint"  # faster: joint (approximate joint) | alternating (4-step, Faster R-CNN 3.2)
+    # joint (multi-task; approximate joint for faster) | alternating (faster: 4-step, Faster R-CNN 3.2)
+    # | stagewise (fast: L_cls first, then the box regressor alone on the frozen net, Fast R-CNN 5.1)
+    scheme: str = "joint"
+    box_stage_epochs: int | None = None  # stagewise: epochs of the box-regressor stage (None: train.epochs)
     amp: bool = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
 
 
@@ -237,8 +240,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"unknown profile {cfg.profile!r}; choose from {', '.join(PROFILES)}")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
-    if cfg.train.scheme not in ("joint", "alternating"):
-        raise ConfigError(f"train.scheme must be joint or alternating, got {cfg.train.scheme!r}")
+    if cfg.train.scheme not in ("joint", "alternating", "stagewise"):
+        raise ConfigError(f"train.scheme must be joint, alternating or stagewise, got {cfg.train.scheme!r}")
+    if cfg.train.scheme == "stagewise" and (cfg.detector != "fast" or cfg.model.cls_only):
+        raise ConfigError("train.scheme=stagewise is Fast R-CNN's stage-wise ablation: use --detector fast "
+                          "without model.cls_only (box regression is trained in its second stage)")
+    if cfg.train.box_stage_epochs is not None and cfg.train.box_stage_epochs < 1:
+        raise ConfigError("train.box_stage_epochs must be >= 1")
     if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":

@@ -34,6 +34,7 @@ from harness.flops import count_stage_flops
 from harness.evaluation import evaluate_detections, write_coco_results
 from harness.proposal_stage import attach_proposals
 from harness.rcnn_train import RCNNTrainResult, rcnn_trainer
+from harness.stagewise import fit_stagewise
 from harness.svd_eval import svd_test_pass
 from harness.results import (
     RECORDS_FILE,
@@ -213,15 +214,19 @@ def _train_and_test(
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
     # R-CNN trains in stages (fine-tune, feature cache, SVMs, box regression) behind train's signature
     fit = rcnn_trainer(cfg) if cfg.detector == "rcnn" else train
-    alternating = None
+    alternating, stage_seconds = None, None
+    if cfg.train.scheme != "joint" and resume is not None:
+        raise ConfigError(f"a train.scheme={cfg.train.scheme} run cannot be resumed: start it again")
     if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
-        if resume is not None:
-            raise ConfigError("a train.scheme=alternating run cannot be resumed: start it again")
         alternating, trained = fit_alternating(
             lambda: build_model(cfg, train_set.num_classes), train_set, cfg.train,
             device=device, seed=cfg.seed, workers=cfg.data.workers, progress=progress,
         )
-        model = alternating.model
+        model, stage_seconds = alternating.model, alternating.stage_seconds
+    elif cfg.train.scheme == "stagewise":  # Fast R-CNN 5.1: classification, then box regression alone
+        staged = fit_stagewise(model, train_set, cfg.train, device=device, seed=cfg.seed, workers=cfg.data.workers,
+                               progress=progress)
+        trained, stage_seconds = staged.summary, staged.stage_seconds
     else:
         trained = fit(
             model,
@@ -236,8 +241,8 @@ def _train_and_test(
             run_config=to_dict(cfg),
         )
     record["timing"] = {"train_s": trained.seconds, "train_iters": trained.iterations, "epochs": trained.epochs_done}
-    if alternating is not None:
-        record["timing"]["train_stages"] = alternating.stage_seconds
+    if stage_seconds is not None:
+        record["timing"]["train_stages"] = stage_seconds
     record["final_losses"] = trained.last_losses
     if isinstance(trained, RCNNTrainResult):
         trained.record_into(record)  # timing.train_stages, feature-cache disk bytes, SVM / regression figures
