@@ -3,18 +3,17 @@
 Each proposal is dilated so that the warped crop holds ``padding`` pixels of
 context on every side at the network input scale, then warped anisotropically
 (width and height scaled independently) to ``S x S`` by bilinear interpolation
-without anti-aliasing, as R-CNN's code does. All crops of a batch are produced
-by one ``torchvision.ops.roi_align`` call (one sample per output pixel) on the
-normalised image batch: no per-crop Python loop.
+without anti-aliasing, as R-CNN's code does. The crops of each image come from
+one ``F.grid_sample`` call (one sample per output pixel) on the normalised image
+batch: no per-crop Python loop, and every CPU thread busy.
 
 Border handling: where the dilated box leaves the image, R-CNN fills the crop
 with the image mean (appendix A, "the mean is subtracted... pixels outside the
 image are filled with the mean"). After normalisation the mean is 0, and
-``roi_align`` samples 0 beyond one pixel outside the image, so zeros are
-exactly R-CNN's fill. Within one pixel of the border torchvision's bilinear
-sampler clamps to the edge pixel (a half-pixel seam, the same in every detector
-that uses ``roi_align``). The zero padding that batches images of different
-sizes is, for the same reason, mean-coloured context.
+``grid_sample(padding_mode="zeros")`` reads 0 outside the image, so zeros are
+exactly R-CNN's fill; within half a pixel of the border the bilinear sample
+blends the edge pixel with that fill. The zero padding that batches images of
+different sizes is, for the same reason, mean-coloured context.
 
 Shape shorthand: B = images, R = regions over the batch, S = crop size.
 """
@@ -25,7 +24,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 
 def normalize_batch(
@@ -81,21 +79,37 @@ def region_rois(boxes: list[Tensor], *, crop_size: int, padding: int, like: Tens
 def warp_rois(batch: Tensor, rois: Tensor, *, crop_size: int) -> Tensor:
     """``[n, 5]`` dilated regions (from :func:`region_rois`) -> ``[n, 3, S, S]`` crops.
 
-    Callers warp a long region list in chunks (``rois[s:s + chunk]``), so memory
-    stays at ``chunk * 3 * S * S`` floats however many proposals an image has
-    (2000 crops of 224 x 224 would be 1.2 GB at once).
+    One bilinear sample at the centre of each output pixel (R-CNN's own warp,
+    rcnn_im_crop.m: imresize 'bilinear' with antialiasing off), all crops of an
+    image in one ``F.grid_sample`` call: the crops' sampling grids are stacked
+    into one tall grid, which PyTorch's CPU kernel spreads over every intra-op
+    thread (``roi_align``'s CPU kernel runs on one). Same sample points as
+    ``roi_align(..., sampling_ratio=1, aligned=True)``. Callers warp a long region
+    list in chunks (``rois[s:s + chunk]``), so memory stays at ``chunk * 3 * S * S``
+    floats however many proposals an image has.
     """
-    if rois.shape[0] == 0:
-        return batch.new_zeros((0, 3, crop_size, crop_size))
-    # aligned=True: box coordinates are continuous pixel edges (pixel i spans [i, i+1]), the data
-    # contract's frame. sampling_ratio=1: one bilinear sample at each output pixel's centre, which is
-    # R-CNN's own warp (rcnn_im_crop.m: imresize 'bilinear' with antialiasing off); 2x2 samples
-    # would add an anti-aliasing R-CNN did not have and cost 3x the time (see harness bench-rcnn).
-    return roi_align(batch, rois, (crop_size, crop_size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    n, channels = rois.shape[0], batch.shape[1]
+    out = batch.new_empty((n, channels, crop_size, crop_size))
+    if n == 0:
+        return out
+    height, width = batch.shape[-2:]
+    steps = (torch.arange(crop_size, device=batch.device, dtype=batch.dtype) + 0.5) / crop_size
+    x1, y1, x2, y2 = rois[:, 1:].to(batch.dtype).unbind(1)
+    # sample points in pixel-edge coordinates (pixel i spans [i, i+1]), then grid_sample's [-1, 1]
+    gx = (x1[:, None] + steps * (x2 - x1)[:, None]) * (2.0 / width) - 1.0  # [n, S]
+    gy = (y1[:, None] + steps * (y2 - y1)[:, None]) * (2.0 / height) - 1.0
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [n, S, S, 2]
+    image_of = rois[:, 0].long()
+    for b in image_of.unique().tolist():
+        rows = (image_of == b).nonzero().squeeze(1)
+        tall = grid[rows].reshape(1, rows.numel() * crop_size, crop_size, 2)
+        crops = F.grid_sample(batch[b : b + 1], tall, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out[rows] = crops.reshape(channels, rows.numel(), crop_size, crop_size).transpose(0, 1)
+    return out
 
 
 def warp_regions(batch: Tensor, boxes: list[Tensor], *, crop_size: int, padding: int) -> Tensor:
-    """Warp every region of every image to ``S x S`` in one ``roi_align`` call.
+    """Warp every region of every image to ``S x S`` (one ``grid_sample`` call per image).
 
     Args:
         batch: normalised ``[B, 3, Hp, Wp]`` (see :func:`normalize_batch`).

@@ -62,7 +62,7 @@ def test_context_outside_the_image_is_the_mean_colour(corner):
     inner = slice(8, 24)  # the box itself: exact in-image values
     x_lo = 0.0 if corner == "top_left" else w - 16.0
     torch.testing.assert_close(crop[0, 16, inner], expected_axis(x_lo, x_lo + 16, 32, 8)[inner], atol=1e-4, rtol=0)
-    assert (crop[2, inner, inner] == 1).all()
+    torch.testing.assert_close(crop[2, inner, inner], torch.ones(16, 16), atol=1e-5, rtol=0)
 
 
 def test_regions_of_several_images_keep_their_order():
@@ -115,3 +115,18 @@ def test_resnet_head_has_no_fc6():
     assert "fc6" not in net.dims
     with pytest.raises(ValueError, match="no fc6"):
         net.features(torch.randn(1, 3, 64, 64), ("fc6",))
+
+
+def test_warp_samples_where_roi_align_does_inside_the_image():
+    """The grid_sample warp takes roi_align's (sampling_ratio=1, aligned=True) sample points."""
+    from torchvision.ops import roi_align
+
+    from detectors.rcnn.warp import warp_rois
+
+    g = torch.Generator().manual_seed(0)
+    batch = torch.randn(2, 3, 40, 56, generator=g)
+    xy = torch.rand(12, 2, generator=g) * 20 + 2
+    wh = torch.rand(12, 2, generator=g) * 14 + 4
+    rois = torch.cat((torch.tensor([0.0] * 5 + [1.0] * 7)[:, None], xy, xy + wh), dim=1)
+    expected = roi_align(batch, rois, (9, 9), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    torch.testing.assert_close(warp_rois(batch, rois, crop_size=9), expected, atol=1e-4, rtol=0)
