@@ -1,7 +1,8 @@
 """``build_report``: run records in, one report (HTML or Markdown) plus one CSV per table out.
 
-The report is a pure function of the records and of published.csv: no clock,
-no network, nothing hard-coded.
+The report is a pure function of the records (runs.jsonl, and bench.jsonl and
+reproduce.jsonl beside it) and of published.csv: no clock, no network, nothing
+hard-coded.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 from . import html as html_out
 from . import markdown as md_out
 from .ablations import ablations
+from .benchmarks import benchmarks
 from .blocks import Note, Section, slug
 from .papers import against_papers
 from .published import load_published
@@ -31,6 +33,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Speed", speed),
     ("Accuracy", lambda rs, pub: accuracy(rs)),
     ("Storage", storage),
+    ("Benchmarks", lambda rs, pub: benchmarks(rs)),
     ("Against the papers", against_papers),
     ("Reproductions", reproductions),
     ("Ablations", lambda rs, pub: ablations(rs)),

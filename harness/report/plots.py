@@ -365,3 +365,72 @@ def ablation(name: str, title: str, detector: str, panels: list[AblationPanel],
         fig.suptitle(mpl_text(title, 90) + "  (error bars: ±1 s.d. over seeds)")
         fig.tight_layout()
         return _render(fig, name, f"Ablation plots: {title}")
+
+
+# --------------------------------------------------------------------------- #
+@dataclass
+class Line:
+    label: str
+    detector: str  # sets the colour (a known detector's, or a stable extra one)
+    x: list[float]
+    y: list[float]
+
+
+@dataclass
+class LinePanel:
+    title: str
+    x_label: str
+    y_label: str
+    lines: list[Line]
+    log_x: bool = False
+    log_y: bool = False
+
+
+def _tick(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
+
+
+def _line_panel(ax, panel: LinePanel) -> None:
+    for i, line in enumerate(panel.lines):
+        sns.lineplot(x=line.x, y=line.y, ax=ax, color=detector_color(line.detector),
+                     linestyle=_LINESTYLES[i % len(_LINESTYLES)], marker="o", markersize=5,
+                     errorbar=None, label=mpl_text(line.label, 50))
+    xs = sorted({x for line in panel.lines for x in line.x})
+    ys = [y for line in panel.lines for y in line.y]
+    if panel.log_x:
+        ax.set_xscale("log")
+    if panel.log_y and min(ys) > 0:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: _tick(v)))
+    else:
+        ax.set_ylim(0, max(max(ys), 0) * 1.12 or 1.0)
+    if len(xs) <= 8:  # label the measured points themselves
+        ax.xaxis.set_major_locator(FixedLocator(xs))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _tick(v)))
+    ax.set_xlabel(mpl_text(panel.x_label, 60), fontsize=9)
+    ax.set_ylabel(mpl_text(panel.y_label, 50), fontsize=9)
+    ax.set_title(mpl_text(panel.title, 60), fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="best")
+
+
+def line_panels(name: str, title: str, panels: list[LinePanel], caption: str = "") -> Figure | None:
+    """Curves (y against x), one panel per quantity, two panels a row."""
+    panels = [LinePanel(p.title, p.x_label, p.y_label, [ln for ln in p.lines if ln.x and ln.y],
+                        p.log_x, p.log_y) for p in panels]
+    panels = [p for p in panels if p.lines]
+    if not panels:
+        return None
+    ncols = min(2, len(panels))
+    nrows = (len(panels) + ncols - 1) // ncols
+    with _styled():
+        fig = _new(6.0 * ncols, 3.8 * nrows + 0.6)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        for ax, panel in zip(axes, panels):
+            _line_panel(ax, panel)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        fig.suptitle(mpl_text(title, 110))
+        fig.tight_layout()
+        return _render(fig, name, f"Line plots: {title}", caption)

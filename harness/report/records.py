@@ -5,6 +5,14 @@ and interrupted runs), and future detectors may add keys. A line that is not
 valid JSON (or not a JSON object) is skipped with a
 :class:`MalformedRecordWarning` naming the file and line number; it is also
 listed in the report's Provenance section.
+
+A resumed run has several records with the same ``run_id`` (``interrupted``,
+then ``ok``): the last one counts (:attr:`RecordSet.latest`, :attr:`RecordSet.ok`);
+every record is still listed under Provenance.
+
+The bench and reproduce records beside the runs file (``bench.jsonl``,
+``reproduce.jsonl``; either may be missing) are read the same way and kept
+as they are, in file order (:attr:`RecordSet.bench`, :attr:`RecordSet.reproduce`).
 """
 from __future__ import annotations
 
@@ -21,6 +29,8 @@ from harness.results import RECORDS_FILE as RUNS_FILE
 from harness.results import SCHEMA_VERSION, SkippedLine, scan_records
 
 
+BENCH_FILE = "bench.jsonl"
+REPRODUCE_FILE = "reproduce.jsonl"
 KNOWN_DETECTORS = ("rcnn", "fast", "faster")
 DETECTOR_NAMES = {"rcnn": "R-CNN", "fast": "Fast R-CNN", "faster": "Faster R-CNN"}
 KNOWN_VERSIONS = ("python", "torch", "torchvision", "opencv", "numpy")
@@ -37,15 +47,40 @@ class MalformedRecordWarning(UserWarning):
 Skipped = SkippedLine
 
 
+@dataclass(frozen=True)
+class SideRecord:
+    """One record of ``bench.jsonl`` or ``reproduce.jsonl``, as read, and where it was read."""
+
+    source: str  # "path:line"
+    record: dict[str, Any]
+
+
 @dataclass
 class RecordSet:
     source: Path
-    runs: pd.DataFrame  # one row per record, all statuses
+    runs: pd.DataFrame  # one row per record, all statuses, in file order
     skipped: list[Skipped] = field(default_factory=list)
+    bench: list[SideRecord] = field(default_factory=list)  # bench.jsonl, in file order
+    reproduce: list[SideRecord] = field(default_factory=list)  # reproduce.jsonl, in file order
+
+    @property
+    def results_dir(self) -> Path:
+        return self.source.parent
+
+    @property
+    def latest(self) -> pd.DataFrame:
+        """One row per run: the last record of each run id (a resumed run's earlier ones go)."""
+        return self.runs.drop_duplicates("run_id", keep="last")
+
+    @property
+    def superseded(self) -> pd.DataFrame:
+        """The records followed by a later record of the same run id."""
+        return self.runs[self.runs.duplicated("run_id", keep="last")]
 
     @property
     def ok(self) -> pd.DataFrame:
-        return self.runs[self.runs["status"] == "ok"]
+        latest = self.latest
+        return latest[latest["status"] == "ok"]
 
 
 # --------------------------------------------------------------------------- #
@@ -221,10 +256,19 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
     return row
 
 
+def load_side_records(path: Path) -> tuple[list[SideRecord], list[Skipped]]:
+    """The records of a bench / reproduce file; none (and no error) when it does not exist."""
+    if not path.is_file():
+        return [], []
+    records, skipped = read_jsonl(path)
+    return [SideRecord(f"{path}:{lineno}", rec) for lineno, rec in records], skipped
+
+
 def load_records(results: Path) -> RecordSet:
     """All records of ``results`` (a directory holding ``runs.jsonl``, or a ``.jsonl`` file).
 
-    Raises :class:`NoRecordsError` when the file is missing or holds no record.
+    ``bench.jsonl`` and ``reproduce.jsonl`` are read from the same directory when they
+    exist. Raises :class:`NoRecordsError` when the runs file is missing or holds no record.
     """
     path = resolve_results_file(Path(results))
     if not path.is_file():
@@ -239,7 +283,10 @@ def load_records(results: Path) -> RecordSet:
     rows = [record_row(rec, str(path), lineno) for lineno, rec in records]
     df = pd.DataFrame(rows)
     df["_order"] = range(len(df))
-    return RecordSet(source=path, runs=df, skipped=skipped)
+    bench, bench_skipped = load_side_records(path.parent / BENCH_FILE)
+    reproduce, reproduce_skipped = load_side_records(path.parent / REPRODUCE_FILE)
+    return RecordSet(source=path, runs=df, skipped=skipped + bench_skipped + reproduce_skipped,
+                     bench=bench, reproduce=reproduce)
 
 
 def group_label(detector: Any, backbone: Any, dataset: Any) -> str:

@@ -69,10 +69,17 @@ def primary_metric(df: pd.DataFrame) -> tuple[str, str]:
 
 
 def status_counts(rs: RecordSet) -> str:
-    counts = rs.runs["status"].value_counts()
+    """Runs per status, each run counted once by its last record (a resumed run is one run)."""
+    latest = rs.latest
+    counts = latest["status"].value_counts()
     parts = [f"{counts[s]} {s}" for s in ["ok", "failed", "interrupted"] if s in counts]
     parts += [f"{n} {s}" for s, n in counts.items() if s not in ("ok", "failed", "interrupted")]
-    return f"{len(rs.runs)} run record(s): " + ", ".join(parts)
+    text = f"{len(latest)} run(s): " + ", ".join(parts)
+    superseded = len(rs.runs) - len(latest)
+    if superseded:
+        text += (f" ({len(rs.runs)} records: {superseded} superseded by a later record of the "
+                 "same run id, e.g. a resumed run; the last record of a run counts)")
+    return text
 
 
 # --------------------------------------------------------------------------- #
@@ -82,15 +89,35 @@ _SUMMARY_METRICS = [("map50_voc07", "VOC07 mAP50 (%)"), ("map50_area", "area mAP
                     ("coco_ap", "COCO AP (%)")]
 
 
+def _split_preset_runs(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs made without a preset, runs of ``harness reproduce`` presets)."""
+    is_preset = ok["preset"].notna()
+    return ok[~is_preset], ok[is_preset]
+
+
+def _preset_note(presets: pd.DataFrame, *, default_left: bool) -> str:
+    names = ", ".join(sorted({str(p) for p in presets["preset"]}))
+    text = (f"{len(presets)} preset run(s) ({names}) are left out of this table: presets run at "
+            "their own, reduced scale and vary settings row by row, so they are shown under "
+            "Reproductions and Ablations instead.")
+    if not default_left:
+        text += " Every successful run is a preset run: nothing else to summarise."
+    return text
+
+
 def summary(rs: RecordSet) -> Section:
     sec = Section("Summary", "summary",
                   "One row per detector × backbone × dataset (and device, init, profile) over "
-                  "the runs that finished (status ok). Accuracy is the mean over seeds, "
-                  "± one standard deviation where there is more than one seed.")
+                  "the runs that finished (status ok) outside presets. Accuracy is the mean over "
+                  "seeds, ± one standard deviation where there is more than one seed.")
     sec.add(Note(status_counts(rs) + ". Failed and interrupted runs are listed under Provenance."))
-    ok = rs.ok
-    if ok.empty:
+    if rs.ok.empty:
         sec.add(Note("No run finished successfully yet: nothing to summarise.", "warning"))
+        return sec
+    ok, presets = _split_preset_runs(rs.ok)
+    if not presets.empty:
+        sec.add(Note(_preset_note(presets, default_left=not ok.empty)))
+    if ok.empty:
         return sec
     keys = GROUP_KEYS + ["init_kind", "profile"]
     rows, data, points = [], [], []
@@ -310,33 +337,44 @@ def provenance(rs: RecordSet) -> Section:
     sec = Section("Provenance", "provenance",
                   "Every record read, whatever its status: code version, library versions and "
                   "device of each run. Nothing is dropped.")
-    runs = rs.runs.sort_values("_order")
-    bad = runs[runs["status"] != "ok"]
+    latest = rs.latest.sort_values("_order")
+    bad = latest[latest["status"] != "ok"]
     if not bad.empty:
         cols = ["run_id", "status", "reason", "detector", "backbone", "dataset", "seed",
                 "started", "finished", "source"]
         sec.add(Table("provenance_not_ok", "Failed and interrupted runs",
-                      _text_frame(bad[cols], {"seed": fmt_int}), bad[cols].reset_index(drop=True)))
+                      _text_frame(bad[cols], {"seed": fmt_int}), bad[cols].reset_index(drop=True),
+                      "By each run's last record: a run resumed to ok is not listed here."))
     else:
         sec.add(Note("No failed or interrupted run."))
+    sec.add(_all_runs_table(rs))
+    if rs.skipped:
+        sk = pd.DataFrame([{"file": s.file, "line": s.line, "error": s.error}
+                           for s in rs.skipped])
+        sec.add(Table("provenance_skipped_lines", "Skipped lines", sk.astype(str), sk,
+                      "Lines of the records files (runs, bench, reproduce) that could not be "
+                      "read as a record."))
+    return sec
+
+
+def _all_runs_table(rs: RecordSet) -> Table:
+    runs = rs.runs.sort_values("_order")
     version_keys = list(KNOWN_VERSIONS)
     for v in runs["versions"]:
         version_keys += [k for k in (v or {}) if k not in version_keys]
     table = runs[["run_id", "status", "detector", "backbone", "dataset", "seed", "init",
                   "profile", "preset", "git_sha", "device_type", "device_name",
                   "device_threads", "started", "finished", "source"]].copy()
+    table.insert(2, "counted", ~runs.index.isin(rs.superseded.index))
     for k in version_keys:
         table[k] = [(v or {}).get(k) for v in runs["versions"]]
     display = _text_frame(table, {"seed": fmt_int, "device_threads": fmt_int,
-                                  "git_sha": lambda s: fmt_text(s)[:12]})
-    sec.add(Table("provenance_runs", "All runs", display, table.reset_index(drop=True),
-                  "git SHA shortened to 12 characters here; in full in the CSV."))
-    if rs.skipped:
-        sk = pd.DataFrame([{"file": s.file, "line": s.line, "error": s.error}
-                           for s in rs.skipped])
-        sec.add(Table("provenance_skipped_lines", "Skipped lines", sk.astype(str), sk,
-                      "Lines of the runs file that could not be read as a record."))
-    return sec
+                                  "git_sha": lambda s: fmt_text(s)[:12],
+                                  "counted": lambda c: "yes" if c else "superseded"})
+    return Table("provenance_runs", "All runs", display, table.reset_index(drop=True),
+                 "git SHA shortened to 12 characters here; in full in the CSV. counted: "
+                 "'superseded' marks a record followed by a later one of the same run id "
+                 "(an interrupted run that was resumed); the last record counts.")
 
 
 def _text_frame(df: pd.DataFrame,

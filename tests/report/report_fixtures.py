@@ -104,3 +104,98 @@ def write_runs(directory: Path, records: list[dict],
     path = directory / "runs.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
+
+
+# --------------------------------------------------------------------------- #
+# bench.jsonl and reproduce.jsonl
+# --------------------------------------------------------------------------- #
+GPU = {"type": "cuda", "name": "NVIDIA H100", "threads": 16, "cuda": "13.0"}
+
+
+def make_bench_records() -> list[dict]:
+    """One record of each bench kind on the CPU, an older R-CNN record with only ``bench``
+    (superseded by the later one with ``kind``), and a Faster R-CNN bench on a GPU."""
+    faster = {
+        "kind": "faster_vs_torchvision", "image_size": [223, 192],
+        "config": {"model": {"backbone": "tiny", "weights": None}},
+        "speed": {"ours": {"infer_s_per_img": 0.04, "train_s_per_iter": 0.1},
+                  "torchvision": {"infer_s_per_img": 0.05, "train_s_per_iter": 0.2},
+                  "backbone_only": {"infer_s_per_img": 0.005}},
+        "ratios": {"inference_throughput_ours_over_torchvision": 1.25,
+                   "training_throughput_ours_over_torchvision": 2.0,
+                   "eval_time_over_backbone_time": 8.0},
+        "targets": {"inference_throughput_ours_over_torchvision": ">= 1.2",
+                    "training_throughput_ours_over_torchvision": ">= 1.1",
+                    "eval_time_over_backbone_time": "<= 1.25"},
+        "flops_per_image": {"total": 2_078_919_168}, "device": DEVICE,
+        "finished": "2026-11-25T14:08:35+00:00"}
+    faster_gpu = {**faster, "device": GPU,
+                  "config": {"model": {"backbone": "resnet50", "weights": "/w/r50.pth"}},
+                  "ratios": {"inference_throughput_ours_over_torchvision": 1.1}}
+    old_rcnn = {"bench": "rcnn_cnn_stage", "backbone": "tiny", "target": 0.9, "fraction": 0.85,
+                "raw_crops_per_s": 1400.0, "rcnn_crops_per_s": 1190.0, "crop_size": 64,
+                "batch_size": 256, "device": DEVICE, "finished": "2026-11-25T13:26:59+00:00"}
+    new_rcnn = {**old_rcnn, "kind": "rcnn_cnn_stage", "fraction": 0.95,
+                "rcnn_crops_per_s": 1330.0, "finished": "2026-11-25T13:27:39+00:00"}
+    proposals = {
+        "kind": "selective_search_proposals", "datasets": ["voc:bccd/trainval"], "images": 172,
+        "workers": 2, "passes": {"workers_1": [{"images_per_s": 4.8}, {"images_per_s": 4.84}],
+                                 "workers_2": [{"images_per_s": 8.4}, {"images_per_s": 8.2}]},
+        "cache_hit_s_per_image_median": 0.00066, "search_s_per_image_median": 0.203,
+        "ratios": {"parallel_speedup": 1.735, "hit_vs_recompute": 310.0},
+        "targets": {"parallel_speedup": 1.8, "hit_vs_recompute": 100.0},
+        "met": {"parallel_speedup": False, "hit_vs_recompute": True}, "device": DEVICE,
+        "finished": "2026-11-25T13:47:43+00:00"}
+    return [faster, old_rcnn, new_rcnn, proposals, make_scaling_record(), faster_gpu]
+
+
+def make_scaling_record() -> dict:
+    def timed(n: int, s: float) -> dict:
+        return {"proposals": n, "s_per_img": s, "stages": {"cnn": s}}
+
+    return {
+        "kind": "scaling", "backbone": "tiny", "init": "random", "dataset": "synthetic",
+        "images_per_point": 3, "repeats": 2,
+        "notes": {"test_time_vs_proposals": "random boxes; selective search excluded"},
+        "test_time_vs_proposals": {
+            "fast": [timed(100, 0.010), timed(300, 0.012), timed(1000, 0.020)],
+            "rcnn": [timed(100, 0.15), timed(300, 0.40), timed(1000, 1.30)]},
+        "faster_time_vs_image_size": [
+            {"min_size": 128, "image_size": [128, 149], "s_per_img": 0.02, "stages": {}},
+            {"min_size": 192, "image_size": [192, 223], "s_per_img": 0.035, "stages": {}},
+            {"min_size": 600, "image_size": [600, 698], "s_per_img": 0.30, "stages": {}}],
+        "rcnn_disk_vs_images": [
+            {"train_images": 20, "feature_cache_bytes": 25_000_000,
+             "peak_rss_bytes": 900 * 2 ** 20},
+            {"train_images": 80, "feature_cache_bytes": 100_000_000,
+             "peak_rss_bytes": 910 * 2 ** 20}],
+        "rcnn_growth": {"images_ratio": 4.0, "disk_ratio": 4.0, "peak_rss_ratio": 1.011},
+        "device": DEVICE, "finished": "2026-11-25T15:00:00+00:00"}
+
+
+def make_reproduce_records() -> list[dict]:
+    """faster-table9 at cpu scale twice (the later invocation reused 3 of 4 rows) and
+    fast-table4 once, complete but slower than stated."""
+    base = {"kind": "reproduce", "scale": "cpu", "seeds": 1, "device": DEVICE,
+            "dataset": "synthetic"}
+    return [
+        {**base, "preset": "faster-table9", "runs": 4, "ran": 4, "skipped": 0, "failed": 0,
+         "complete": True, "wall_minutes": 9.0, "stated_minutes": 10.0, "within_stated": True,
+         "finished": "2026-11-25T14:30:00+00:00"},
+        {**base, "preset": "fast-table4", "runs": 3, "ran": 3, "skipped": 0, "failed": 0,
+         "complete": True, "wall_minutes": 12.0, "stated_minutes": 8.0, "within_stated": False,
+         "finished": "2026-11-25T14:40:00+00:00"},
+        {**base, "preset": "faster-table9", "runs": 4, "ran": 1, "skipped": 3, "failed": 0,
+         "complete": False, "wall_minutes": 2.5, "stated_minutes": 10.0, "within_stated": True,
+         "finished": "2026-11-25T15:30:00+00:00"},
+    ]
+
+
+def write_jsonl(path: Path, records: list[dict], extra_lines: dict[int, str] | None = None) -> Path:
+    """Write records one a line; ``extra_lines`` inserts raw lines at 0-based positions."""
+    lines = [json.dumps(r) for r in records]
+    for pos, text in sorted((extra_lines or {}).items()):
+        lines.insert(pos, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -14,8 +14,8 @@ from harness.report import build_report
 from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
-SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Against the papers", "Reproductions",
-            "Ablations", "Provenance"]
+SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Benchmarks", "Against the papers",
+            "Reproductions", "Ablations", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:

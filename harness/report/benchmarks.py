@@ -1,0 +1,496 @@
+"""Benchmarks: the figures of the ``harness bench*`` commands (``bench.jsonl``) and the
+presets' wall times (``reproduce.jsonl``).
+
+- one table with the latest figure of each bench kind per setting (machine, backbone,
+  init): its value, its target, met or missed;
+- the curves of the latest ``bench-scaling`` record per setting, as line plots and one
+  long table;
+- the latest ``harness reproduce`` invocation per preset and scale: its wall time
+  against the preset's stated time, marked when it did not run every row.
+
+Every figure names the machine it was measured on (device type, name, threads). Older
+R-CNN bench records have no ``kind``, only ``bench: "rcnn_cnn_stage"``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from . import plots
+from .blocks import DASH, Note, Section, Table, display_frame, fmt_int, fmt_num, fmt_text
+from .records import (BENCH_FILE, REPRODUCE_FILE, RecordSet, SideRecord, detector_label, get,
+                      init_kind, num, text)
+
+KIND_LABELS = {
+    "faster_vs_torchvision": "Faster R-CNN vs torchvision (harness bench)",
+    "rcnn_cnn_stage": "R-CNN CNN stage (harness bench-rcnn)",
+    "selective_search_proposals": "Selective search (harness bench-proposals)",
+    "scaling": "Scaling (harness bench-scaling)",
+}
+FIGURE_LABELS = {
+    "inference_throughput_ours_over_torchvision": "inference throughput, ours / torchvision",
+    "training_throughput_ours_over_torchvision": "training throughput, ours / torchvision",
+    "inference_throughput_ours_roi_align_over_torchvision":
+        "inference throughput, ours with RoIAlign / torchvision",
+    "training_throughput_ours_roi_align_over_torchvision":
+        "training throughput, ours with RoIAlign / torchvision",
+    "eval_time_over_backbone_time": "test time / backbone-only time",
+    "fraction": "CNN-stage throughput (warp + CNN) / raw backbone throughput",
+    "parallel_speedup": "images/s with all workers / with 1 worker",
+    "hit_vs_recompute": "proposal-cache hit speed / searching again",
+    "disk_ratio": "R-CNN feature-cache growth with the training images",
+    "peak_rss_ratio": "R-CNN peak RSS growth with the training images",
+}
+SPEED_NAMES = {"ours_roi_align": "ours with RoIAlign", "backbone_only": "backbone alone"}
+NO_NETWORK = "selective_search_proposals"
+_TARGET = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+_THROUGHPUT = re.compile(r"^(inference|training)_throughput_(.+)_over_(.+)$")
+
+
+# --------------------------------------------------------------------------- #
+# what a record was measured on
+# --------------------------------------------------------------------------- #
+def bench_kind(rec: dict[str, Any]) -> str:
+    return text(rec.get("kind")) or text(rec.get("bench")) or "unknown"
+
+
+def machine(rec: dict[str, Any]) -> str:
+    """``"cpu · AMD EPYC · 2 threads"``: device type, name and threads of a record."""
+    dev = rec.get("device")
+    if not isinstance(dev, dict):
+        return "device not recorded"
+    threads = num(dev.get("threads"))
+    parts = [text(dev.get("type")) or "unknown type",
+             text(dev.get("name")) or text(dev.get("cpu")) or "unnamed device",
+             f"{fmt_int(threads)} threads" if threads is not None else ""]
+    return " · ".join(p for p in parts if p)
+
+
+def backbone(rec: dict[str, Any]) -> str:
+    if bench_kind(rec) == NO_NETWORK:
+        return "n/a (no network)"
+    return (text(rec.get("backbone")) or text(get(rec, "config", "model", "backbone"))
+            or "not recorded")
+
+
+def init(rec: dict[str, Any]) -> str:
+    """``random`` or ``weights`` (a weights file), from ``init`` or the record's model config."""
+    if bench_kind(rec) == NO_NETWORK:
+        return "n/a"
+    if rec.get("init") is not None:
+        return init_kind(rec["init"]) or "not recorded"
+    model = get(rec, "config", "model")
+    if isinstance(model, dict) and "weights" in model:
+        return "weights" if model["weights"] else "random"
+    return "not recorded"
+
+
+def setting(rec: dict[str, Any]) -> tuple[str, str, str, str]:
+    return bench_kind(rec), machine(rec), backbone(rec), init(rec)
+
+
+def latest_by(records: list[SideRecord],
+              key: Callable[[dict[str, Any]], Hashable]) -> list[tuple[SideRecord, int]]:
+    """The last record (in file order) of each key, with the number of records of that key."""
+    last: dict[Hashable, SideRecord] = {}
+    counts: dict[Hashable, int] = {}
+    for side in records:
+        k = key(side.record)
+        last[k] = side
+        counts[k] = counts.get(k, 0) + 1
+    return [(last[k], counts[k]) for k in sorted(last, key=_sort_key)]
+
+
+def _sort_key(key: Hashable) -> tuple:
+    parts = key if isinstance(key, tuple) else (key,)
+    kinds = list(KIND_LABELS)
+    first = kinds.index(parts[0]) if parts and parts[0] in kinds else len(kinds)
+    return (first, *[str(p) for p in parts])
+
+
+# --------------------------------------------------------------------------- #
+# figures and targets
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class BenchFigure:
+    name: str
+    value: float | None
+    target: str | None = None  # ">= 1.2"
+    recorded_met: bool | None = None  # the record's own verdict, where it has one
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        judged = meets(self.value, self.target)
+        return self.recorded_met if judged is None else judged
+
+    @property
+    def result(self) -> str:
+        if self.met is not None:
+            return "met" if self.met else "missed"
+        return "no target" if self.target is None else "not judged"
+
+
+def target_text(target: Any) -> str | None:
+    """A numeric target means "at least"; a string (``"<= 1.25"``) is kept as written."""
+    if num(target) is not None:
+        return f">= {float(target):g}"
+    return text(target)
+
+
+def meets(value: float | None, target: str | None) -> bool | None:
+    m = _TARGET.match(target or "")
+    if value is None or m is None:
+        return None
+    bound = float(m.group(2))
+    return {">=": value >= bound, "<=": value <= bound, ">": value > bound,
+            "<": value < bound, "=": value == bound}[m.group(1) or ">="]
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _ratio_figures(rec: dict[str, Any], detail: Callable[[str], str]) -> list[BenchFigure]:
+    targets, met = _dict(rec.get("targets")), _dict(rec.get("met"))
+    return [BenchFigure(str(k), num(v), target_text(targets.get(k)),
+                        met.get(k) if isinstance(met.get(k), bool) else None, detail(str(k)))
+            for k, v in _dict(rec.get("ratios")).items()]
+
+
+def _image_text(rec: dict[str, Any]) -> str:
+    size = rec.get("image_size")
+    if isinstance(size, list) and len(size) == 2 and all(num(s) is not None for s in size):
+        return f"image {fmt_int(size[0])}×{fmt_int(size[1])} px (h×w)"
+    return ""
+
+
+def _faster_detail(rec: dict[str, Any], name: str) -> str:
+    speed = _dict(rec.get("speed"))
+    m = _THROUGHPUT.match(name)
+    if m:
+        key, unit = (("infer_s_per_img", "s/img") if m.group(1) == "inference"
+                     else ("train_s_per_iter", "s/iter"))
+        a, b = m.group(2), m.group(3)
+        part = (f"{SPEED_NAMES.get(a, a)} {fmt_num(get(speed, a, key))} vs "
+                f"{SPEED_NAMES.get(b, b)} {fmt_num(get(speed, b, key))} {unit}")
+    elif name == "eval_time_over_backbone_time":
+        part = (f"test {fmt_num(get(speed, 'ours', 'infer_s_per_img'))} vs backbone alone "
+                f"{fmt_num(get(speed, 'backbone_only', 'infer_s_per_img'))} s/img")
+    else:
+        part = ""
+    flops = num(get(rec, "flops_per_image", "total"))
+    return _join(part, _image_text(rec), f"{fmt_num(flops / 1e9)} GFLOPs/img" if flops else "")
+
+
+def _best_images_per_s(rec: dict[str, Any], workers: Any) -> float | None:
+    passes = get(rec, "passes", f"workers_{fmt_int(workers)}")
+    entries = passes if isinstance(passes, list) else [passes]
+    values = [num(get(e, "images_per_s")) for e in entries]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def _proposals_detail(rec: dict[str, Any], name: str) -> str:
+    workers = num(rec.get("workers"))
+    datasets = rec.get("datasets")
+    names = ", ".join(map(str, datasets)) if isinstance(datasets, list) else fmt_text(datasets)
+    where = f"{fmt_int(rec.get('images'))} images of {names}"
+    if name == "parallel_speedup":
+        return _join(f"{fmt_int(workers)} workers {fmt_num(_best_images_per_s(rec, workers))} vs "
+                     f"1 worker {fmt_num(_best_images_per_s(rec, 1))} images/s (best pass)", where)
+    if name == "hit_vs_recompute":
+        hit, search = num(rec.get("cache_hit_s_per_image_median")), num(
+            rec.get("search_s_per_image_median"))
+        return _join(f"hit {fmt_num(1000 * hit if hit else None)} ms vs search "
+                     f"{fmt_num(1000 * search if search else None)} ms per image", where)
+    return where
+
+
+def _rcnn_figures(rec: dict[str, Any]) -> list[BenchFigure]:
+    crop = fmt_int(rec.get("crop_size"))
+    detail = _join(f"{fmt_num(rec.get('rcnn_crops_per_s'))} vs raw "
+                   f"{fmt_num(rec.get('raw_crops_per_s'))} crops/s",
+                   f"{crop}×{crop} crops, batch {fmt_int(rec.get('batch_size'))}",
+                   _image_text(rec))
+    return [BenchFigure("fraction", num(rec.get("fraction")), target_text(rec.get("target")),
+                        detail=detail)]
+
+
+def _scaling_figures(rec: dict[str, Any]) -> list[BenchFigure]:
+    growth = _dict(rec.get("rcnn_growth"))
+    points = rec.get("rcnn_disk_vs_images")
+    sizes = [num(get(p, "train_images")) for p in (points if isinstance(points, list) else [])]
+    span = f" ({fmt_int(sizes[0])} → {fmt_int(sizes[-1])})" if sizes else ""
+    detail = f"{fmt_num(growth.get('images_ratio'))}× the training images{span}"
+    return [BenchFigure(k, num(growth.get(k)), detail=detail)
+            for k in ("disk_ratio", "peak_rss_ratio") if k in growth]
+
+
+def figures(rec: dict[str, Any]) -> list[BenchFigure]:
+    """The headline figures of one bench record (unknown kinds: their ``ratios``, if any)."""
+    kind = bench_kind(rec)
+    if kind == "rcnn_cnn_stage":
+        return _rcnn_figures(rec)
+    if kind == "scaling":
+        return _scaling_figures(rec)
+    if kind == "faster_vs_torchvision":
+        return _ratio_figures(rec, lambda name: _faster_detail(rec, name))
+    if kind == NO_NETWORK:
+        return _ratio_figures(rec, lambda name: _proposals_detail(rec, name))
+    return _ratio_figures(rec, lambda name: "")
+
+
+# --------------------------------------------------------------------------- #
+# the figures table
+# --------------------------------------------------------------------------- #
+def _device_columns(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"device_type": text(get(rec, "device", "type")),
+            "device_name": text(get(rec, "device", "name")),
+            "device_threads": num(get(rec, "device", "threads"))}
+
+
+def _figure_rows(side: SideRecord, n: int) -> tuple[list[dict], list[dict]]:
+    rec = side.record
+    kind, where, bb, ini = setting(rec)
+    rows, data = [], []
+    for f in figures(rec):
+        rows.append({"Benchmark": KIND_LABELS.get(kind, kind),
+                     "Figure": FIGURE_LABELS.get(f.name, f.name), "Value": fmt_num(f.value),
+                     "Target": f.target or DASH, "Result": f.result, "Machine": where,
+                     "Backbone": bb, "Init": ini, "Detail": f.detail or DASH,
+                     "Finished": fmt_text(rec.get("finished")), "Records": str(n)})
+        data.append({"kind": kind, "figure": f.name, "value": f.value, "target": f.target,
+                     "met": f.met, **_device_columns(rec), "backbone": bb, "init": ini,
+                     "detail": f.detail, "finished": text(rec.get("finished")),
+                     "git_sha": text(rec.get("git_sha")), "records": n, "source": side.source})
+    return rows, data
+
+
+def _figures_block(sec: Section, rs: RecordSet) -> None:
+    if not rs.bench:
+        sec.add(Note(f"No bench record in {rs.results_dir / BENCH_FILE} (missing or empty): "
+                     "harness bench, bench-rcnn, bench-proposals and bench-scaling append "
+                     "to it."))
+        return
+    rows, data = [], []
+    for side, n in latest_by(rs.bench, setting):
+        r, d = _figure_rows(side, n)
+        rows += r
+        data += d
+    if not rows:
+        sec.add(Note(f"{len(rs.bench)} bench record(s), none with a figure this report knows."))
+        return
+    sec.add(Table("bench_figures", "Latest bench figures per machine, backbone and init",
+                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
+                  "The latest record of each benchmark per machine (device type · name · "
+                  "threads), backbone and init; Records = how many records of that setting "
+                  "there are. Values are ratios (higher is better, except the time ratios "
+                  "whose target says <=); Result compares Value with Target."))
+
+
+# --------------------------------------------------------------------------- #
+# scaling curves
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class CurveSpec:
+    panel: str
+    detector: str
+    path: tuple[str, ...]  # where the list of points is in the record
+    x_key: str
+    x_label: str
+    x_unit: str
+    y_key: str
+    y_label: str
+    y_unit: str
+    y_scale: float = 1.0
+    log: bool = False  # both axes: R-CNN's times are ~100x Fast R-CNN's
+
+
+_PROPOSALS_X = "proposals per image (log scale)"
+_PROPOSALS_Y = "network time per test image (s, median, log scale)"
+_RCNN_X = "training images"
+CURVES = [
+    CurveSpec("Test time vs proposals per image", "fast", ("test_time_vs_proposals", "fast"),
+              "proposals", _PROPOSALS_X, "proposals/img", "s_per_img", _PROPOSALS_Y, "s/img",
+              log=True),
+    CurveSpec("Test time vs proposals per image", "rcnn", ("test_time_vs_proposals", "rcnn"),
+              "proposals", _PROPOSALS_X, "proposals/img", "s_per_img", _PROPOSALS_Y, "s/img",
+              log=True),
+    CurveSpec("Faster R-CNN test time vs image size", "faster", ("faster_time_vs_image_size",),
+              "min_size", "shorter image side (px)", "px", "s_per_img",
+              "test time per image (s, median, RPN included)", "s/img"),
+    CurveSpec("R-CNN feature cache vs training images", "rcnn", ("rcnn_disk_vs_images",),
+              "train_images", _RCNN_X, "images", "feature_cache_bytes",
+              "feature cache on disk (MB)", "MB", 1e-6),
+    CurveSpec("R-CNN peak RSS vs training images", "rcnn", ("rcnn_disk_vs_images",),
+              "train_images", _RCNN_X, "images", "peak_rss_bytes",
+              "peak resident memory of the run (MiB)", "MiB", 1 / 2 ** 20),
+]
+
+
+def curve_points(rec: dict[str, Any], spec: CurveSpec) -> list[tuple[float, float]]:
+    points = get(rec, *spec.path)
+    out = []
+    for p in points if isinstance(points, list) else []:
+        x, y = num(get(p, spec.x_key)), num(get(p, spec.y_key))
+        if x is not None and y is not None:
+            out.append((x, y * spec.y_scale))
+    return sorted(out)
+
+
+def _panels(rec: dict[str, Any]) -> list[plots.LinePanel]:
+    panels: dict[str, plots.LinePanel] = {}
+    for spec in CURVES:
+        pts = curve_points(rec, spec)
+        if not pts:
+            continue
+        panel = panels.setdefault(spec.panel, plots.LinePanel(
+            spec.panel, spec.x_label, spec.y_label, [], spec.log, spec.log))
+        panel.lines.append(plots.Line(detector_label(spec.detector), spec.detector,
+                                      [x for x, _ in pts], [y for _, y in pts]))
+    return list(panels.values())
+
+
+def _fmt_x(x: float) -> str:
+    return fmt_int(x) if float(x).is_integer() else fmt_num(x)
+
+
+def _point_rows(side: SideRecord) -> tuple[list[dict], list[dict]]:
+    rec = side.record
+    _, where, bb, ini = setting(rec)
+    rows, data = [], []
+    for spec in CURVES:
+        for x, y in curve_points(rec, spec):
+            rows.append({"Machine": where, "Backbone": bb, "Init": ini, "Curve": spec.panel,
+                         "Detector": detector_label(spec.detector),
+                         "x": f"{_fmt_x(x)} {spec.x_unit}", "y": f"{fmt_num(y)} {spec.y_unit}"})
+            data.append({**_device_columns(rec), "backbone": bb, "init": ini,
+                         "curve": spec.panel, "detector": spec.detector, "x": x,
+                         "x_unit": spec.x_unit, "y": y, "y_unit": spec.y_unit,
+                         "finished": text(rec.get("finished")), "source": side.source})
+    return rows, data
+
+
+def _scaling_caption(side: SideRecord) -> str:
+    rec = side.record
+    _, where, bb, ini = setting(rec)
+    return (f"Measured on {where}; backbone {bb}, {ini} init; "
+            f"{fmt_int(rec.get('images_per_point'))} test image(s) × "
+            f"{fmt_int(rec.get('repeats'))} pass(es) per time point; "
+            f"finished {fmt_text(rec.get('finished'))} ({side.source}).")
+
+
+def _scaling_block(sec: Section, rs: RecordSet) -> None:
+    scaling = [s for s in rs.bench if bench_kind(s.record) == "scaling"]
+    if not scaling:
+        sec.add(Note("No scaling curves yet: harness bench-scaling records them."))
+        return
+    rows, data = [], []
+    for i, (side, _) in enumerate(latest_by(scaling, setting)):
+        _, where, bb, ini = setting(side.record)
+        sec.add(plots.line_panels(f"bench_scaling_{i + 1}",
+                                  f"Scaling on {where} ({bb}, {ini} init)",
+                                  _panels(side.record), _scaling_caption(side)))
+        notes = _dict(side.record.get("notes"))
+        if notes:
+            sec.add(Note("; ".join(f"{k}: {v}" for k, v in notes.items())))
+        r, d = _point_rows(side)
+        rows += r
+        data += d
+    if not rows:
+        sec.add(Note(f"{len(scaling)} scaling record(s), none with a curve point."))
+        return
+    sec.add(Table("bench_scaling_points", "Scaling curves, point by point",
+                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
+                  "The latest scaling record per machine, backbone and init. MB = 10^6 bytes, "
+                  "MiB = 2^20 bytes."))
+
+
+# --------------------------------------------------------------------------- #
+# presets: wall time against stated time
+# --------------------------------------------------------------------------- #
+def _complete(rec: dict[str, Any]) -> bool:
+    if isinstance(rec.get("complete"), bool):
+        return rec["complete"]
+    runs, ran = num(rec.get("runs")), num(rec.get("ran"))
+    return runs is not None and ran == runs and not num(rec.get("failed"))
+
+
+def _complete_text(rec: dict[str, Any]) -> str:
+    if _complete(rec):
+        return "yes"
+    skipped, failed = num(rec.get("skipped")) or 0, num(rec.get("failed")) or 0
+    parts = []
+    if skipped:
+        parts.append(f"{fmt_int(skipped)} of {fmt_int(rec.get('runs'))} rows skipped "
+                     "(earlier runs reused)")
+    if failed:
+        parts.append(f"{fmt_int(failed)} failed")
+    return "incomplete" + (": " + ", ".join(parts) if parts else "")
+
+
+def _within_text(rec: dict[str, Any]) -> str:
+    wall, stated = num(rec.get("wall_minutes")), num(rec.get("stated_minutes"))
+    if not _complete(rec):
+        return "not comparable (incomplete)"
+    if wall is None or not stated:
+        return "no stated time"
+    within = rec.get("within_stated")
+    within = within if isinstance(within, bool) else wall <= stated
+    return "yes" if within else f"no ({fmt_num(wall / stated)}× the stated time)"
+
+
+def _reproduce_row(side: SideRecord, n: int) -> tuple[dict, dict]:
+    rec = side.record
+    row = {"Preset": fmt_text(rec.get("preset")), "Scale": fmt_text(rec.get("scale")),
+           "Machine": machine(rec), "Dataset": fmt_text(rec.get("dataset")),
+           "Rows": f"{fmt_int(rec.get('ran'))} ran, {fmt_int(rec.get('skipped'))} skipped, "
+                   f"{fmt_int(rec.get('failed'))} failed of {fmt_int(rec.get('runs'))}",
+           "Complete": _complete_text(rec), "Wall (min)": fmt_num(rec.get("wall_minutes")),
+           "Stated (min)": fmt_num(rec.get("stated_minutes")),
+           "Within stated": _within_text(rec), "Finished": fmt_text(rec.get("finished")),
+           "Invocations": str(n)}
+    data = {"preset": text(rec.get("preset")), "scale": text(rec.get("scale")),
+            **_device_columns(rec), "dataset": text(rec.get("dataset")),
+            **{k: num(rec.get(k)) for k in ("seeds", "runs", "ran", "skipped", "failed")},
+            "complete": _complete(rec), "wall_minutes": num(rec.get("wall_minutes")),
+            "stated_minutes": num(rec.get("stated_minutes")), "within_stated": _within_text(rec),
+            "finished": text(rec.get("finished")), "invocations": n, "source": side.source}
+    return row, data
+
+
+def _reproduce_block(sec: Section, rs: RecordSet) -> None:
+    if not rs.reproduce:
+        sec.add(Note(f"No preset wall times in {rs.results_dir / REPRODUCE_FILE} (missing or "
+                     "empty): each harness reproduce invocation appends one record."))
+        return
+    latest = latest_by(rs.reproduce, lambda r: (text(r.get("preset")) or "unknown",
+                                                text(r.get("scale")) or "unknown"))
+    pairs = [_reproduce_row(side, n) for side, n in latest]
+    rows, data = [p[0] for p in pairs], [p[1] for p in pairs]
+    sec.add(Table("bench_reproduce_wall_time", "Preset wall time against its stated time",
+                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
+                  "The latest harness reproduce invocation per preset and scale. Stated times "
+                  "are the presets' own estimates (cpu scale, 2 CPU cores); only an invocation "
+                  "that ran every row says whether the preset fits: one that skipped rows "
+                  "(their runs were already recorded ok and were reused) or had failed rows is "
+                  "marked incomplete."))
+
+
+def benchmarks(rs: RecordSet) -> Section:
+    sec = Section("Benchmarks", "benchmarks",
+                  "Figures of the bench commands (bench.jsonl) and the presets' wall times "
+                  "(reproduce.jsonl), each with the machine it was measured on.")
+    _figures_block(sec, rs)
+    _scaling_block(sec, rs)
+    _reproduce_block(sec, rs)
+    return sec
