@@ -9,12 +9,47 @@ Shape shorthand: R = RoIs in the batch, K = object classes, D = representation s
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align, roi_pool
 
 from .box_ops import BoxCoder, Matcher, match_to_gt, sample_balanced
+
+
+# Below this many RoIs a thread hand-off costs more than it saves.
+PARALLEL_MIN_ROIS = 64
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_threads(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="roi-pool")
+
+
+def pool_rois(op, features: Tensor, rois: Tensor, *args) -> Tensor:
+    """``op(features, rois, *args)`` (``roi_pool`` / ``roi_align`` with ``[R, 5]`` rois), spread over threads.
+
+    torchvision's CPU kernels for RoI pooling run on one thread; they release
+    the GIL, so on the CPU the RoIs are split into one chunk per intra-op thread
+    and pooled concurrently (same result: each RoI is pooled independently).
+    CUDA kernels are already parallel and get one call.
+    """
+    threads = torch.get_num_threads()
+    if features.device.type != "cpu" or threads < 2 or rois.shape[0] < PARALLEL_MIN_ROIS:
+        return op(features, rois, *args)
+    chunks = rois.tensor_split(threads)
+    grad = torch.is_grad_enabled()  # thread-local: the workers must record (or not) like this thread
+
+    def run(chunk: Tensor) -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return op(features, chunk, *args)
+
+    futures = [_pool_threads(threads).submit(run, c) for c in chunks[1:]]
+    first = run(chunks[0])  # this thread takes a share too
+    return torch.cat([first, *(f.result() for f in futures)])
 
 
 class RoIHead(nn.Module):
@@ -58,12 +93,12 @@ class RoIHead(nn.Module):
         bfloat16 version; its CUDA autocast casts to float32 as well).
         """
         size = (self.pooled_size, self.pooled_size)
-        rois = [r.float() for r in rois]
+        indexed = torch.cat([torch.cat((r.new_full((r.shape[0], 1), i), r), dim=1) for i, r in enumerate(rois)])
         with torch.autocast(features.device.type, enabled=False):
-            features = features.float()
+            features, indexed = features.float(), indexed.float()
             if self.pooler == "roi_pool":
-                return roi_pool(features, rois, size, self.spatial_scale)
-            return roi_align(features, rois, size, self.spatial_scale, sampling_ratio=2, aligned=True)
+                return pool_rois(roi_pool, features, indexed, size, self.spatial_scale)
+            return pool_rois(roi_align, features, indexed, size, self.spatial_scale, 2, True)
 
     def forward(self, features: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns class logits ``[R, K+1]`` and deltas ``[R, 4 (K+1)]``."""
