@@ -241,28 +241,27 @@ def bench_scaling_command(
     append_record(results / "bench.jsonl", record)
     where = f"{record['device']['type']}: {record['device']['name']}, {backbone}, {record['init']} init"
     out = Console()
+
+    def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        t = Table(title=f"{title} ({where})")
+        for col in columns:
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
+
     for detector, curve in record.get("test_time_vs_proposals", {}).items():
-        t = Table(title=f"{detector}: network s/img vs proposals ({where})")
-        t.add_column("proposals")
-        t.add_column("s/img")
-        for p in curve:
-            t.add_row(str(p["proposals"]), f"{p['s_per_img']:.4f}")
-        out.print(t)
+        table(f"{detector}: network s/img vs proposals", ("proposals", "s/img"),
+              [(str(p["proposals"]), f"{p['s_per_img']:.4f}") for p in curve])
     if "faster_time_vs_image_size" in record:
-        t = Table(title=f"faster: test s/img vs image size ({where})")
-        for col in ("shorter side", "image", "s/img"):
-            t.add_column(col)
-        for p in record["faster_time_vs_image_size"]:
-            t.add_row(str(p["min_size"]), "x".join(map(str, p["image_size"])), f"{p['s_per_img']:.4f}")
-        out.print(t)
+        table("faster: test s/img vs image size", ("shorter side", "image", "s/img"),
+              [(str(p["min_size"]), "x".join(map(str, p["image_size"])), f"{p['s_per_img']:.4f}")
+               for p in record["faster_time_vs_image_size"]])
     if "rcnn_disk_vs_images" in record:
-        t = Table(title=f"rcnn: feature cache and peak RSS vs training images ({where})")
-        for col in ("train images", "feature cache (MB)", "peak RSS (MiB)"):
-            t.add_column(col)
-        for p in record["rcnn_disk_vs_images"]:
-            t.add_row(str(p["train_images"]), f"{p['feature_cache_bytes'] / 1e6:.1f}",
-                      f"{p['peak_rss_bytes'] / 2**20:.0f}")
-        out.print(t)
+        table("rcnn: feature cache and peak RSS vs training images",
+              ("train images", "feature cache (MB)", "peak RSS (MiB)"),
+              [(str(p["train_images"]), f"{p['feature_cache_bytes'] / 1e6:.1f}", f"{p['peak_rss_bytes'] / 2**20:.0f}")
+               for p in record["rcnn_disk_vs_images"]])
         g = record["rcnn_growth"]
         console.print(f"{g['images_ratio']:.0f}x the images: disk x{g['disk_ratio']:.2f}, "
                       f"peak RSS x{g['peak_rss_ratio']:.2f}", highlight=False)
