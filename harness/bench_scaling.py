@@ -3,8 +3,9 @@
 Three curves, one bench record (``kind: scaling``) in ``bench.jsonl``:
 
 - ``test_time_vs_proposals``: Fast R-CNN's and R-CNN's network time per test image
-  (every stage after the proposals exist) against the number of proposals per
-  image. Proposals are random boxes (sides 10-100 % of the image): the cost of
+  (every stage after the proposals exist) and FLOPs per image against the number
+  of proposals per image; ``rcnn_over_fast`` sets the measured R-CNN / Fast R-CNN
+  time ratio beside their FLOP ratio at each count. Proposals are random boxes (sides 10-100 % of the image): the cost of
   RoI pooling and of R-CNN's warp depends on their number, not on where they are.
   Selective search itself costs the same for every count and is left out (its
   s/img is in every Fast R-CNN / R-CNN run record, ``timing.proposal_time``).
@@ -40,6 +41,7 @@ from harness import data as data_layer
 from harness.bench_rcnn import _random_boxes
 from harness.builder import build_model
 from harness.config import RunConfig, build_config, to_dict
+from harness.flops import count_stage_flops
 from harness.results import RECORDS_FILE
 from harness.timing import StageTimer
 
@@ -90,8 +92,25 @@ def time_vs_proposals(base: RunConfig, *, device: torch.device, counts: Sequence
             boxes = [_random_boxes(n, int(p.shape[1]), int(p.shape[2]), torch.Generator().manual_seed(i))
                      for i, p in enumerate(pics)]
             point = _time_images(model, pics, lambda i: [{"proposals": boxes[i].to(device)}], device, repeats)
-            curves[detector].append({"proposals": n, **point})
+            flops = count_stage_flops(model, pics[0].to(device), [{"proposals": boxes[0].to(device)}])
+            curves[detector].append({"proposals": n, **point, "flops_per_image": flops})
     return curves
+
+
+def time_vs_flop_ratios(curves: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """R-CNN / Fast R-CNN at each proposal count: measured time ratio beside the FLOP ratio.
+
+    FLOPs count convolutions and matrix products (torch.utils.flop_counter); RoI
+    pooling, warping and NMS count 0, so a time ratio below the FLOP ratio means
+    the uncounted work weighs more in Fast R-CNN's time than in R-CNN's.
+    """
+    out = []
+    for fast, rcnn in zip(curves.get("fast", []), curves.get("rcnn", [])):
+        f_flops, r_flops = fast["flops_per_image"]["total"], rcnn["flops_per_image"]["total"]
+        out.append({"proposals": fast["proposals"],
+                    "time_ratio": rcnn["s_per_img"] / fast["s_per_img"] if fast["s_per_img"] else None,
+                    "flop_ratio": r_flops / f_flops if f_flops else None})
+    return out
 
 
 def time_vs_image_size(base: RunConfig, *, device: torch.device, sizes: Sequence[int], images: int, repeats: int,
@@ -174,6 +193,7 @@ def run_scaling_bench(base: RunConfig, *, device: torch.device, counts: Sequence
     if counts:
         record["test_time_vs_proposals"] = time_vs_proposals(base, device=device, counts=counts, images=images,
                                                              repeats=repeats, say=say)
+        record["rcnn_over_fast"] = time_vs_flop_ratios(record["test_time_vs_proposals"])
     if sizes:
         record["faster_time_vs_image_size"] = time_vs_image_size(base, device=device, sizes=sizes, images=images,
                                                                  repeats=repeats, say=say)
@@ -253,6 +273,10 @@ def bench_scaling_command(
     for detector, curve in record.get("test_time_vs_proposals", {}).items():
         table(f"{detector}: network s/img vs proposals", ("proposals", "s/img"),
               [(str(p["proposals"]), f"{p['s_per_img']:.4f}") for p in curve])
+    if record.get("rcnn_over_fast"):
+        table("R-CNN / Fast R-CNN: measured time ratio vs FLOP ratio", ("proposals", "time ratio", "FLOP ratio"),
+              [(str(p["proposals"]), f"{p['time_ratio']:.1f}x", f"{p['flop_ratio']:.1f}x")
+               for p in record["rcnn_over_fast"]])
     if "faster_time_vs_image_size" in record:
         table("faster: test s/img vs image size", ("shorter side", "image", "s/img"),
               [(str(p["min_size"]), "x".join(map(str, p["image_size"])), f"{p['s_per_img']:.4f}")

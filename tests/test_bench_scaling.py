@@ -22,6 +22,10 @@ def test_scaling_record_has_every_curve():
         curve = record["test_time_vs_proposals"][detector]
         assert [p["proposals"] for p in curve] == [20, 80]
         assert all(p["s_per_img"] > 0 and p["samples"] == 1 for p in curve)
+    ratios = record["rcnn_over_fast"]
+    assert [r["proposals"] for r in ratios] == [20, 80]
+    assert all(r["time_ratio"] > 0 and r["flop_ratio"] > 1 for r in ratios)  # a CNN per crop costs more
+    assert ratios[1]["flop_ratio"] != ratios[0]["flop_ratio"]
     sizes = record["faster_time_vs_image_size"]
     assert [min(p["image_size"]) for p in sizes] == [96, 160]
     disk = record["rcnn_disk_vs_images"]
