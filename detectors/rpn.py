@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from .anchors import AnchorGenerator
 from .box_ops import BoxCoder, Matcher, match_to_gt, sample_balanced
@@ -161,17 +161,3 @@ class RegionProposalNetwork(nn.Module):
             "loss_rpn_cls": torch.stack(cls_losses).sum() / n,
             "loss_rpn_box": self.box_weight * torch.stack(box_losses).sum() / n,
         }
-
-
-def proposal_recall(proposals: list[Tensor], gt_boxes: list[Tensor], counts: list[int], iou: float) -> list[float]:
-    """Fraction of gt boxes covered (IoU >= ``iou``) by the first ``n`` proposals, for each n in ``counts``."""
-    covered = torch.zeros(len(counts))
-    total = 0
-    for props, gt in zip(proposals, gt_boxes):
-        total += gt.shape[0]
-        if gt.shape[0] == 0 or props.shape[0] == 0:
-            continue
-        ious = box_iou(gt, props)
-        for j, n in enumerate(counts):
-            covered[j] += (ious[:, :n].max(dim=1).values >= iou).sum()
-    return [float(c / max(total, 1)) for c in covered]

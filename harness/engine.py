@@ -344,7 +344,7 @@ def proposal_recall_curve(
     An RPN is asked for ``max(counts)`` proposals (its test-time top-N is raised for
     this pass only), so selective search and the RPN are compared at equal n.
     """
-    from detectors.rpn import proposal_recall
+    from harness.evaluation import proposal_recall
 
     source = model.proposal_source
     saved = dict(getattr(source, "post_nms_top_n", {}))

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
@@ -498,3 +499,20 @@ def evaluate_detections(
         "num_images": len(ground_truth),
         "iou_threshold": float(iou_threshold),
     }
+
+
+def proposal_recall(proposals: list[Tensor], gt_boxes: list[Tensor], counts: list[int], iou: float) -> list[float]:
+    """Fraction of gt boxes covered (IoU >= ``iou``) by the first ``n`` proposals, for each n in ``counts``.
+
+    Serves every proposal source (RPN, selective search, a file): the recall curve of each run record.
+    """
+    covered = torch.zeros(len(counts))
+    total = 0
+    for props, gt in zip(proposals, gt_boxes):
+        total += gt.shape[0]
+        if gt.shape[0] == 0 or props.shape[0] == 0:
+            continue
+        ious = box_iou(gt, props)
+        for j, n in enumerate(counts):
+            covered[j] += (ious[:, :n].max(dim=1).values >= iou).sum()
+    return [float(c / max(total, 1)) for c in covered]

@@ -2,7 +2,8 @@ import torch
 
 from detectors.anchors import AnchorGenerator
 from detectors.proposals import ImageBatch
-from detectors.rpn import RegionProposalNetwork, RPNHead, proposal_recall
+from detectors.rpn import RegionProposalNetwork, RPNHead
+from harness.evaluation import proposal_recall
 
 
 def test_cell_anchors_areas_and_ratios():
