@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from harness.results import RECORDS_FILE as RUNS_FILE
-from harness.results import SCHEMA_VERSION, SkippedLine, scan_records
+from harness.results import SkippedLine, scan_records
 
 
 BENCH_FILE = "bench.jsonl"
