@@ -1,7 +1,6 @@
 """harness bench-scaling: the three scaling curves land in one bench record."""
 import json
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
