@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from harness.config import ConfigError, RunConfig, to_dict
 from harness.engine import (
     NonFiniteLossError,
     Progress,
+    TrainResult,
     eval_inputs,
     predict,
     proposal_recall_curve,
@@ -191,6 +193,44 @@ def _execute_main(
     return record
 
 
+@dataclass
+class Fitted:
+    """What training produced: the model to test, the loop's result, stage times, the unshared system."""
+
+    model: torch.nn.Module
+    trained: TrainResult
+    stage_seconds: dict[str, float] | None = None
+    unshared: torch.nn.Module | None = None
+
+
+def _fit(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    train_set: data_layer.DetectionDataset,
+    *,
+    device: torch.device,
+    progress: Progress | None,
+    resume: Resume | None,
+    checkpoint: Path | None,
+) -> Fitted:
+    """Train by the configured scheme: the shared loop (R-CNN: its four stages behind the same
+    signature), Faster R-CNN's 4-step alternating training, or Fast R-CNN's stage-wise training."""
+    common = {"device": device, "seed": cfg.seed, "workers": cfg.data.workers, "progress": progress}
+    if cfg.train.scheme != "joint" and resume is not None:
+        raise ConfigError(f"a train.scheme={cfg.train.scheme} run cannot be resumed: start it again")
+    if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
+        result, trained = fit_alternating(lambda: build_model(cfg, train_set.num_classes), train_set, cfg.train,
+                                          **common)
+        return Fitted(result.model, trained, result.stage_seconds, result.unshared)
+    if cfg.train.scheme == "stagewise":  # Fast R-CNN 5.1: classification, then box regression alone
+        staged = fit_stagewise(model, train_set, cfg.train, **common)
+        return Fitted(model, staged.summary, staged.stage_seconds)
+    fit = rcnn_trainer(cfg) if cfg.detector == "rcnn" else train
+    trained = fit(model, train_set, cfg.train, checkpoint_path=checkpoint,
+                  resume=resume.state if resume is not None else None, run_config=to_dict(cfg), **common)
+    return Fitted(model, trained)
+
+
 def _train_and_test(
     cfg: RunConfig,
     record: dict[str, Any],
@@ -212,37 +252,11 @@ def _train_and_test(
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
     model = build_model(cfg, train_set.num_classes)
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
-    # R-CNN trains in stages (fine-tune, feature cache, SVMs, box regression) behind train's signature
-    fit = rcnn_trainer(cfg) if cfg.detector == "rcnn" else train
-    alternating, stage_seconds = None, None
-    if cfg.train.scheme != "joint" and resume is not None:
-        raise ConfigError(f"a train.scheme={cfg.train.scheme} run cannot be resumed: start it again")
-    if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
-        alternating, trained = fit_alternating(
-            lambda: build_model(cfg, train_set.num_classes), train_set, cfg.train,
-            device=device, seed=cfg.seed, workers=cfg.data.workers, progress=progress,
-        )
-        model, stage_seconds = alternating.model, alternating.stage_seconds
-    elif cfg.train.scheme == "stagewise":  # Fast R-CNN 5.1: classification, then box regression alone
-        staged = fit_stagewise(model, train_set, cfg.train, device=device, seed=cfg.seed, workers=cfg.data.workers,
-                               progress=progress)
-        trained, stage_seconds = staged.summary, staged.stage_seconds
-    else:
-        trained = fit(
-            model,
-            train_set,
-            cfg.train,
-            device=device,
-            seed=cfg.seed,
-            workers=cfg.data.workers,
-            checkpoint_path=checkpoint,
-            progress=progress,
-            resume=resume.state if resume is not None else None,
-            run_config=to_dict(cfg),
-        )
+    fitted = _fit(cfg, model, train_set, device=device, progress=progress, resume=resume, checkpoint=checkpoint)
+    model, trained = fitted.model, fitted.trained
     record["timing"] = {"train_s": trained.seconds, "train_iters": trained.iterations, "epochs": trained.epochs_done}
-    if stage_seconds is not None:
-        record["timing"]["train_stages"] = stage_seconds
+    if fitted.stage_seconds is not None:
+        record["timing"]["train_stages"] = fitted.stage_seconds
     record["final_losses"] = trained.last_losses
     if isinstance(trained, RCNNTrainResult):
         trained.record_into(record)  # timing.train_stages, feature-cache disk bytes, SVM / regression figures
@@ -268,8 +282,8 @@ def _train_and_test(
         )
     }
     record["metrics"] = metrics
-    if alternating is not None:  # the unshared system (after step 2), on the same test images
-        unshared, _ = predict(alternating.unshared, test_set, cfg.test, device=device)
+    if fitted.unshared is not None:  # alternating: the unshared system (after step 2), on the same test images
+        unshared, _ = predict(fitted.unshared, test_set, cfg.test, device=device)
         record["metrics_unshared"] = evaluate_detections(
             unshared, ground_truth, test_set.class_names, label_to_category=test_set.label_to_category
         )
