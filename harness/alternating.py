@@ -44,7 +44,8 @@ class LossSubset(nn.Module):
 
     def train(self, mode: bool = True) -> "LossSubset":
         super().train(mode)
-        for part in (self.model.body, self.model.roi_head, self.model.proposal_source):
+        # the box head on its own too: stage-wise training freezes it while bbox_pred learns
+        for part in (self.model.body, self.model.roi_head, self.model.roi_head.box_head, self.model.proposal_source):
             if mode and not any(p.requires_grad for p in part.parameters()):
                 part.eval()
         return self

@@ -40,7 +40,7 @@ from detectors.rcnn import RCNN
 from harness import data as data_layer
 from harness.bench_rcnn import _random_boxes
 from harness.builder import build_model
-from harness.config import RunConfig, build_config, to_dict
+from harness.config import RunConfig, build_config, parse_set_options, to_dict
 from harness.flops import count_stage_flops
 from harness.results import RECORDS_FILE
 from harness.timing import StageTimer
@@ -75,11 +75,13 @@ def _time_images(model: torch.nn.Module, images: list, inputs: Callable[[int], l
     return {"s_per_img": timer.summary()["median"], "stages": timer.medians(), "samples": len(timer.samples["total"])}
 
 
-def time_vs_proposals(base: RunConfig, *, device: torch.device, counts: Sequence[int], images: int, repeats: int,
-                      say: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
+def time_vs_proposals(base: RunConfig, overrides: dict[str, Any], *, device: torch.device, counts: Sequence[int],
+                      images: int, repeats: int, say: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
     curves: dict[str, list[dict[str, Any]]] = {}
     for detector in ("fast", "rcnn"):
-        cfg = build_config(detector=detector, profile=base.profile, overrides=_shared_overrides(base))
+        # no cap below the largest count: every point gets exactly the boxes it names
+        uncapped = {**overrides, "proposals.max_proposals": max(counts), "rcnn.max_proposals_test": None}
+        cfg = build_config(detector=detector, profile=base.profile, overrides=uncapped)
         pics, k = _test_images(cfg, images)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, k)
@@ -113,9 +115,9 @@ def time_vs_flop_ratios(curves: dict[str, list[dict[str, Any]]]) -> list[dict[st
     return out
 
 
-def time_vs_image_size(base: RunConfig, *, device: torch.device, sizes: Sequence[int], images: int, repeats: int,
-                       say: Callable[[str], None]) -> list[dict[str, Any]]:
-    cfg = build_config(detector="faster", profile=base.profile, overrides=_shared_overrides(base))
+def time_vs_image_size(base: RunConfig, overrides: dict[str, Any], *, device: torch.device, sizes: Sequence[int],
+                       images: int, repeats: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    cfg = build_config(detector="faster", profile=base.profile, overrides=overrides)
     curve = []
     model = None
     for size in sizes:
@@ -162,11 +164,11 @@ def rcnn_disk_vs_images(base: RunConfig, *, sizes: Sequence[int], epochs: int, d
     return curve
 
 
-def _shared_overrides(base: RunConfig) -> dict[str, Any]:
-    """What every model of the bench shares with the base config (data, backbone, seed, R-CNN's crops)."""
+def _shared_overrides(base: RunConfig, sets: Sequence[str]) -> dict[str, Any]:
+    """What every model of the bench shares: the base config's data, backbone, seed and crops, then ``--set``."""
     return {"data.dataset": base.data.dataset, "data.min_size": base.data.min_size, "data.max_size": base.data.max_size,
             "model.backbone": base.model.backbone, "model.weights": base.model.weights, "seed": base.seed,
-            "rcnn.crop_size": base.rcnn.crop_size, "rcnn.max_proposals_test": None}
+            "rcnn.crop_size": base.rcnn.crop_size, **parse_set_options(list(sets))}
 
 
 def run_scaling_bench(base: RunConfig, *, device: torch.device, counts: Sequence[int] = PROPOSAL_COUNTS,
@@ -190,13 +192,15 @@ def run_scaling_bench(base: RunConfig, *, device: torch.device, counts: Sequence
         },
         "config": to_dict(base),
     }
+    overrides = _shared_overrides(base, sets)
+    record["overrides"] = overrides  # what the detectors of the curves were built with
     if counts:
-        record["test_time_vs_proposals"] = time_vs_proposals(base, device=device, counts=counts, images=images,
-                                                             repeats=repeats, say=say)
+        record["test_time_vs_proposals"] = time_vs_proposals(base, overrides, device=device, counts=counts,
+                                                             images=images, repeats=repeats, say=say)
         record["rcnn_over_fast"] = time_vs_flop_ratios(record["test_time_vs_proposals"])
     if sizes:
-        record["faster_time_vs_image_size"] = time_vs_image_size(base, device=device, sizes=sizes, images=images,
-                                                                 repeats=repeats, say=say)
+        record["faster_time_vs_image_size"] = time_vs_image_size(base, overrides, device=device, sizes=sizes,
+                                                                 images=images, repeats=repeats, say=say)
     if rcnn_images:
         record["rcnn_disk_vs_images"] = rcnn_disk_vs_images(base, sizes=rcnn_images, epochs=rcnn_epochs,
                                                             device=device.type, say=say, sets=sets)

@@ -157,6 +157,11 @@ def run(
         from harness import data as data_layer
 
         data_layer.default_splits(cfg.data.dataset)  # bad dataset specs fail here, before any work
+        from harness.distributed import from_env
+        from harness.runner import check_distributed
+
+        if from_env().active:  # under torchrun: what several processes cannot train fails before any work
+            check_distributed(cfg)
         resumed = prepare_resume(results, resume, to_dict(cfg)) if resume is not None else None
     except (ConfigError, DatasetError, CheckpointError) as err:
         _fail(str(err))
@@ -400,7 +405,9 @@ def reproduce(
         "kind": "reproduce", "preset": preset.id, "scale": scale.value, "seeds": seeds, "runs": len(runs),
         **counts, "complete": counts["ran"] == len(runs) and not counts["failed"],
         "wall_minutes": minutes, "stated_minutes": stated,
-        "within_stated": None if stated is None else minutes <= stated,
+        # an invocation that skipped or failed rows did not time the whole preset
+        "within_stated": None if stated is None or counts["ran"] != len(runs) or counts["failed"]
+        else minutes <= stated,
         "started": started, "finished": now_iso(), "git_sha": git_sha(), "versions": library_versions(),
         "device": device_info(resolve_device("auto")), "dataset": dataset or "synthetic"})
     console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "

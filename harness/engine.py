@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from harness import distributed
 
 from harness.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from harness.config import TestConfig, TrainConfig
+from harness.config import ConfigError, TestConfig, TrainConfig
 from harness.data.base import DetectionDataset, collate, training_target
 from harness.data.errors import DatasetError, from_worker
 from harness.seeding import epoch_generator, rng_state, set_rng_state
@@ -185,11 +185,23 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     result: TrainResult,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Put a checkpoint's training state back; the RNG last, right before the next batch is drawn."""
+    """Put a checkpoint's training state back; the RNG last, right before the next batch is drawn.
+
+    Raises:
+        ConfigError: the checkpoint was written by a different number of torchrun
+            processes (steps per epoch, and so the schedule, would change).
+    """
+    world = distributed.current().world_size
+    if int(state.get("world_size", 1)) != world:
+        raise ConfigError(f"the checkpoint was trained by {state.get('world_size', 1)} process(es); resume it with "
+                          f"the same number (torchrun --nproc_per_node), not {world}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])  # moves the momentum buffers to the parameters' device
     scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])  # AMP: the loss scale the run had reached
     result.epochs_done = result.resumed_from_epoch = int(state["epoch"])
     result.iterations = int(state["iterations"])
     result.seconds = float(state.get("train_seconds", 0.0))
@@ -237,7 +249,7 @@ def train(
     scheduler = make_scheduler(optimizer, cfg, total)
     result = TrainResult()
     if resume is not None:
-        _restore(resume, model, optimizer, scheduler, result)
+        _restore(resume, model, optimizer, scheduler, result, scaler)
     bar = progress("train", total) if progress else None
     if bar and result.iterations:
         bar.advance(min(result.iterations, total))
@@ -269,6 +281,8 @@ def train(
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "rng": rng_state(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "world_size": distributed.current().world_size,
                         "config": run_config or {},
                     }
                     save_checkpoint(checkpoint_path, state)

@@ -10,8 +10,9 @@ leaves them out. Which seconds (``proposals.test_timing``, stated in
 ``timing.proposal_time.source``):
 
 - ``live`` (``cpu`` profile): selective search is run again on each test image,
-  in this process, one thread, timed, before training; the boxes are checked
-  against the cache entry. Same machine state as the network's timing.
+  in this process, one thread, timed, after training and right before the test
+  pass (:meth:`ProposalStage.time_test_images`); the boxes are checked against
+  the cache entry. Same machine state as the network's timing.
 - ``cache`` (``paper`` profile, where a full-size search costs ~2 s): the
   seconds stored in each cache entry, measured once (one thread) when it was
   computed, possibly in another session beside other work.
@@ -39,7 +40,7 @@ from harness.timing import StageTimer, summarize
 
 TIME_SOURCES = {
     "live": "live: selective search re-run and timed on each test image in this run (one thread, "
-    "in the run's process, before training); cache read time excluded",
+    "in the run's process, right before the test pass); cache read time excluded",
     "cache": "cache_entry: selective-search seconds stored in each test image's cache entry, measured once "
     "(one thread) when it was computed; cache read time excluded",
 }
@@ -77,6 +78,19 @@ class ProposalStage:
     test_seconds: list[float] | None = None
     time_source: str = "cache"
     live_mismatches: int = 0
+
+    def time_test_images(self, test_set: DetectionDataset, *, progress: Any = None) -> None:
+        """Fill ``test_seconds``: live (search each test image again, timed) or from the cache entries.
+
+        Called by the process that tests (rank 0 under torchrun), after training.
+        """
+        if self.cache is None:
+            return  # a file: compute time unknown
+        test = self.runs["test"]
+        if self.time_source == "live":
+            self.test_seconds, self.live_mismatches = time_live(test_set, self.cache, test.images, progress=progress)
+        else:
+            self.test_seconds = list(test.seconds)
 
     def fold_test_time(self, timer: StageTimer) -> None:
         """Add each timed test image's selective-search seconds to its ``proposals`` stage."""
@@ -139,20 +153,23 @@ def attach_proposals(
     cache = ProposalCache(p.cache_dir, params)
     test_limit = cfg.test.max_images
     ranks = distributed.current()
+    workers = p.workers or default_workers()
+    sharded = None
     if ranks.active:  # torchrun: each rank computes its share of the missing entries, then all read them all
-        precompute([train_set, test_set], cache, workers=max(1, (p.workers or default_workers()) // ranks.world_size),
-                   progress=progress, limits=[None, test_limit], shard=(ranks.rank, ranks.world_size))
+        sharded = precompute([train_set, test_set], cache, workers=max(1, workers // ranks.world_size),
+                             progress=progress, limits=[None, test_limit], shard=(ranks.rank, ranks.world_size))
         distributed.barrier()
-    train_run, test_run = precompute(
-        [train_set, test_set], cache, workers=p.workers, progress=progress, limits=[None, test_limit]
-    )
+        workers = max(1, workers // ranks.world_size)
+        if not ranks.is_main:  # a worker rank only trains: its samples read their entries as they go
+            for ds in (train_set, test_set):
+                ds.proposal_provider = SelectiveSearchProvider(cache)
+            return ProposalStage("selective_search", cache, time_source=p.test_timing)
+    # every entry now exists (computed here or by the ranks): this pass reads them for the record
+    train_run, test_run = precompute([train_set, test_set], cache, workers=workers, progress=progress,
+                                     limits=[None, test_limit])
     for ds in (train_set, test_set):
         ds.proposal_provider = SelectiveSearchProvider(cache)
     stage = ProposalStage("selective_search", cache, {"train": train_run, "test": test_run}, time_source=p.test_timing)
-    if p.test_timing == "live" and ranks.is_main:  # only rank 0 tests
-        stage.test_seconds, stage.live_mismatches = time_live(test_set, cache, test_run.images, progress=progress)
-    else:
-        stage.test_seconds = list(test_run.seconds)
     stage.info = {
         "source": "selective_search",
         "params": params.fingerprint(),
@@ -162,6 +179,13 @@ def attach_proposals(
         if p.image_min_size is not None
         else "selective search on the image as on disk (the papers' setting)",
     }
+    if sharded is not None:
+        stage.info["distributed_precompute"] = {
+            "world_size": ranks.world_size,
+            "rank0_pass": {"train": sharded[0].as_dict(), "test": sharded[1].as_dict()},
+            "note": "each rank computed the missing entries of its shard (every world_size-th image); "
+                    "precompute.train / .test then re-read the whole cache, so their 'computed' is 0",
+        }
     return stage
 
 

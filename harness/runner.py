@@ -268,6 +268,8 @@ def _train_and_test(
     if not ranks.is_main:
         return
 
+    if proposal_stage is not None:
+        proposal_stage.time_test_images(test_set, progress=progress)  # live: just before the test pass
     predictions, timer = predict(model, test_set, cfg.test, device=device, progress=progress)
     if proposal_stage is not None:
         proposal_stage.fold_test_time(timer)  # selective search is part of test time per image

@@ -67,3 +67,12 @@ def test_torchrun_refuses_rcnn_clearly(tmp_path, tiny_run_args):
     assert done.returncode != 0
     assert "torchrun" in done.stderr and "R-CNN" in done.stderr
     assert not (tmp_path / "r" / "runs.jsonl").exists()
+
+
+def test_resume_refuses_another_number_of_processes():
+    from harness.config import ConfigError
+    from harness.engine import TrainResult, _restore
+
+    state = {"world_size": 2, "model": {}, "optimizer": {}, "scheduler": {}, "epoch": 1, "iterations": 1, "rng": {}}
+    with pytest.raises(ConfigError, match="2 process"):
+        _restore(state, torch.nn.Linear(1, 1), None, None, TrainResult())

@@ -44,10 +44,11 @@ def _changed(before, after):
     return {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
 
 
-def test_each_stage_changes_only_what_it_should(monkeypatch):
+@pytest.mark.parametrize("backbone", ["tiny", "resnet18"])  # resnet18: BatchNorm inside the box head (res5)
+def test_each_stage_changes_only_what_it_should(monkeypatch, backbone):
     cfg = build_config(detector="fast", overrides={"train.scheme": "stagewise", "train.epochs": 1,
                                                     "train.box_stage_epochs": 1, "train.warmup_iters": 1,
-                                                    "train.checkpoint": False})
+                                                    "train.checkpoint": False, "model.backbone": backbone})
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=3)
     snapshots, real_train = [], stagewise.train
@@ -63,6 +64,8 @@ def test_each_stage_changes_only_what_it_should(monkeypatch):
     assert not any(k.startswith("roi_head.bbox_pred") for k in stage1), "stage 1 must not train the regressor"
     assert any(k.startswith("roi_head.cls_score") for k in stage1) and any(k.startswith("body") for k in stage1)
     assert stage2 and all(k.startswith("roi_head.bbox_pred") for k in stage2), stage2  # BN statistics too
+    if backbone == "resnet18":
+        assert any("running_mean" in k and k.startswith("roi_head.box_head") for k in stage1)
     assert set(result.stage_seconds) == {"stage1_classification", "stage2_box_regression"}
     assert result.summary.iterations == sum(result.stage_iterations.values()) == 4
     assert model.box_regression and all(p.requires_grad for p in model.parameters())  # restored for testing

@@ -82,11 +82,12 @@ def warp_rois(batch: Tensor, rois: Tensor, *, crop_size: int) -> Tensor:
     One bilinear sample at the centre of each output pixel (R-CNN's own warp,
     rcnn_im_crop.m: imresize 'bilinear' with antialiasing off), all crops of an
     image in one ``F.grid_sample`` call: the crops' sampling grids are stacked
-    into one tall grid, which PyTorch's CPU kernel spreads over every intra-op
-    thread (``roi_align``'s CPU kernel runs on one). Same sample points as
-    ``roi_align(..., sampling_ratio=1, aligned=True)``. Callers warp a long region
-    list in chunks (``rois[s:s + chunk]``), so memory stays at ``chunk * 3 * S * S``
-    floats however many proposals an image has.
+    into ``T`` tall grids (T = intra-op threads) over ``T`` views of the same image
+    (``expand``, no copy), because PyTorch's CPU kernel parallelises over the
+    batch dimension (``roi_align``'s CPU kernel runs on one thread). Same sample
+    points as ``roi_align(..., sampling_ratio=1, aligned=True)``. Callers warp a
+    long region list in chunks (``rois[s:s + chunk]``), so memory stays at
+    ``chunk * 3 * S * S`` floats however many proposals an image has.
     """
     n, channels = rois.shape[0], batch.shape[1]
     out = batch.new_empty((n, channels, crop_size, crop_size))
@@ -102,10 +103,22 @@ def warp_rois(batch: Tensor, rois: Tensor, *, crop_size: int) -> Tensor:
     image_of = rois[:, 0].long()
     for b in image_of.unique().tolist():
         rows = (image_of == b).nonzero().squeeze(1)
-        tall = grid[rows].reshape(1, rows.numel() * crop_size, crop_size, 2)
-        crops = F.grid_sample(batch[b : b + 1], tall, mode="bilinear", padding_mode="zeros", align_corners=False)
-        out[rows] = crops.reshape(channels, rows.numel(), crop_size, crop_size).transpose(0, 1)
+        out[rows] = _sample_crops(batch[b : b + 1], grid[rows])
     return out
+
+
+def _sample_crops(image: Tensor, grids: Tensor) -> Tensor:
+    """``[1, C, H, W]`` and ``[m, S, S, 2]`` sampling grids -> ``[m, C, S, S]`` crops."""
+    m, size = grids.shape[0], grids.shape[1]
+    parts = max(1, min(torch.get_num_threads(), m)) if image.device.type == "cpu" else 1
+    per = -(-m // parts)  # crops per tall grid; the last grid is padded with copies of a real one
+    padded = torch.cat((grids, grids[-1:].expand(parts * per - m, -1, -1, -1))) if parts * per > m else grids
+    tall = padded.reshape(parts, per * size, size, 2)
+    crops = F.grid_sample(image.expand(parts, -1, -1, -1), tall, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)  # [parts, C, per * S, S]
+    channels = image.shape[1]
+    crops = crops.reshape(parts, channels, per, size, size).transpose(1, 2).reshape(parts * per, channels, size, size)
+    return crops[:m]
 
 
 def warp_regions(batch: Tensor, boxes: list[Tensor], *, crop_size: int, padding: int) -> Tensor:

@@ -19,11 +19,11 @@ def test_threaded_pooling_matches_one_call(op, args):
     try:
         threaded = pool_rois(op, features, rois, *args)
         (grad_threaded,) = torch.autograd.grad((threaded * weights).sum(), features)
+        with torch.no_grad():  # the workers take this thread's grad mode
+            assert not pool_rois(op, features, rois, *args).requires_grad
     finally:
         torch.set_num_threads(threads)
     single = op(features, rois, *args)
     (grad_single,) = torch.autograd.grad((single * weights).sum(), features)
     assert torch.equal(threaded, single)
     torch.testing.assert_close(grad_threaded, grad_single, atol=1e-4, rtol=1e-4)  # summation order differs
-    with torch.no_grad():
-        assert not pool_rois(op, features, rois, *args).requires_grad
