@@ -103,12 +103,18 @@ def warp_rois(batch: Tensor, rois: Tensor, *, crop_size: int) -> Tensor:
     image_of = rois[:, 0].long()
     for b in image_of.unique().tolist():
         rows = (image_of == b).nonzero().squeeze(1)
-        out[rows] = _sample_crops(batch[b : b + 1], grid[rows])
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo == rows.numel():  # region_rois keeps each image's regions together: fill in place
+            _sample_crops(batch[b : b + 1], grid[lo:hi], out[lo:hi])
+        else:
+            part = batch.new_empty((rows.numel(), channels, crop_size, crop_size))
+            _sample_crops(batch[b : b + 1], grid[rows], part)
+            out[rows] = part
     return out
 
 
-def _sample_crops(image: Tensor, grids: Tensor) -> Tensor:
-    """``[1, C, H, W]`` and ``[m, S, S, 2]`` sampling grids -> ``[m, C, S, S]`` crops."""
+def _sample_crops(image: Tensor, grids: Tensor, out: Tensor) -> None:
+    """``[1, C, H, W]`` and ``[m, S, S, 2]`` sampling grids -> ``out [m, C, S, S]`` (filled)."""
     m, size = grids.shape[0], grids.shape[1]
     parts = max(1, min(torch.get_num_threads(), m)) if image.device.type == "cpu" else 1
     per = -(-m // parts)  # crops per tall grid; the last grid is padded with copies of a real one
@@ -116,9 +122,11 @@ def _sample_crops(image: Tensor, grids: Tensor) -> Tensor:
     tall = padded.reshape(parts, per * size, size, 2)
     crops = F.grid_sample(image.expand(parts, -1, -1, -1), tall, mode="bilinear", padding_mode="zeros",
                           align_corners=False)  # [parts, C, per * S, S]
-    channels = image.shape[1]
-    crops = crops.reshape(parts, channels, per, size, size).transpose(1, 2).reshape(parts * per, channels, size, size)
-    return crops[:m]
+    crops = crops.view(parts, image.shape[1], per, size, size)
+    for j in range(parts):  # one strided copy per tall grid, straight into place
+        lo, hi = j * per, min(m, (j + 1) * per)
+        if lo < hi:
+            out[lo:hi].copy_(crops[j, :, : hi - lo].transpose(0, 1))
 
 
 def warp_regions(batch: Tensor, boxes: list[Tensor], *, crop_size: int, padding: int) -> Tensor:

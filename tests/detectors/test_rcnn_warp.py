@@ -130,3 +130,5 @@ def test_warp_samples_where_roi_align_does_inside_the_image():
     rois = torch.cat((torch.tensor([0.0] * 5 + [1.0] * 7)[:, None], xy, xy + wh), dim=1)
     expected = roi_align(batch, rois, (9, 9), spatial_scale=1.0, sampling_ratio=1, aligned=True)
     torch.testing.assert_close(warp_rois(batch, rois, crop_size=9), expected, atol=1e-4, rtol=0)
+    mixed = torch.randperm(12, generator=g)  # the images' regions interleaved: the by-index path
+    torch.testing.assert_close(warp_rois(batch, rois[mixed], crop_size=9), expected[mixed], atol=1e-4, rtol=0)
