@@ -106,6 +106,7 @@ def run_rcnn_bench(cfg: RunConfig, *, device: torch.device, crops: int, repeats:
     figures = measure(model, image, crops=crops, repeats=repeats, device=device)
     return {
         "kind": "rcnn_cnn_stage",
+        "init": f"weights:{cfg.model.weights}" if cfg.model.weights else "random",
         "bench": "rcnn_cnn_stage",
         "backbone": cfg.model.backbone,
         "crop_size": model.crop_size,
