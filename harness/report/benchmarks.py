@@ -275,6 +275,15 @@ def _figure_rows(side: SideRecord, n: int) -> tuple[list[dict], list[dict]]:
     return rows, data
 
 
+def _table_or_note(sec: Section, rows: list[dict], data: list[dict], empty: str, slug: str, title: str,
+                   caption: str) -> None:
+    """The rows as one table (display strings, raw values for the CSV), or ``empty`` as a note."""
+    if not rows:
+        sec.add(Note(empty))
+        return
+    sec.add(Table(slug, title, display_frame(rows, list(rows[0])), pd.DataFrame(data), caption))
+
+
 def _figures_block(sec: Section, rs: RecordSet) -> None:
     if not rs.bench:
         sec.add(Note(f"No bench record in {rs.results_dir / BENCH_FILE} (missing or empty): "
@@ -286,15 +295,12 @@ def _figures_block(sec: Section, rs: RecordSet) -> None:
         r, d = _figure_rows(side, n)
         rows += r
         data += d
-    if not rows:
-        sec.add(Note(f"{len(rs.bench)} bench record(s), none with a figure this report knows."))
-        return
-    sec.add(Table("bench_figures", "Latest bench figures per machine, backbone and init",
-                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
-                  "The latest record of each benchmark per machine (device type · name · "
-                  "threads), backbone and init; Records = how many records of that setting "
-                  "there are. Values are ratios (higher is better, except the time ratios "
-                  "whose target says <=); Result compares Value with Target."))
+    _table_or_note(sec, rows, data, f"{len(rs.bench)} bench record(s), none with a figure this report knows.",
+                   "bench_figures", "Latest bench figures per machine, backbone and init",
+                   "The latest record of each benchmark per machine (device type · name · "
+                   "threads), backbone and init; Records = how many records of that setting "
+                   "there are. Values are ratios (higher is better, except the time ratios "
+                   "whose target says <=); Result compares Value with Target.")
 
 
 # --------------------------------------------------------------------------- #
@@ -406,13 +412,10 @@ def _scaling_block(sec: Section, rs: RecordSet) -> None:
         r, d = _point_rows(side)
         rows += r
         data += d
-    if not rows:
-        sec.add(Note(f"{len(scaling)} scaling record(s), none with a curve point."))
-        return
-    sec.add(Table("bench_scaling_points", "Scaling curves, point by point",
-                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
-                  "The latest scaling record per machine, backbone and init. MB = 10^6 bytes, "
-                  "MiB = 2^20 bytes."))
+    _table_or_note(sec, rows, data, f"{len(scaling)} scaling record(s), none with a curve point.",
+                   "bench_scaling_points", "Scaling curves, point by point",
+                   "The latest scaling record per machine, backbone and init. MB = 10^6 bytes, "
+                   "MiB = 2^20 bytes.")
 
 
 # --------------------------------------------------------------------------- #
@@ -477,13 +480,13 @@ def _reproduce_block(sec: Section, rs: RecordSet) -> None:
                                                 text(r.get("scale")) or "unknown"))
     pairs = [_reproduce_row(side, n) for side, n in latest]
     rows, data = [p[0] for p in pairs], [p[1] for p in pairs]
-    sec.add(Table("bench_reproduce_wall_time", "Preset wall time against its stated time",
-                  display_frame(rows, list(rows[0])), pd.DataFrame(data),
-                  "The latest harness reproduce invocation per preset and scale. Stated times "
-                  "are the presets' own estimates (cpu scale, 2 CPU cores); only an invocation "
-                  "that ran every row says whether the preset fits: one that skipped rows "
-                  "(their runs were already recorded ok and were reused) or had failed rows is "
-                  "marked incomplete."))
+    _table_or_note(sec, rows, data, "no preset wall time", "bench_reproduce_wall_time",
+                   "Preset wall time against its stated time",
+                   "The latest harness reproduce invocation per preset and scale. Stated times "
+                   "are the presets' own estimates (cpu scale, 2 CPU cores); only an invocation "
+                   "that ran every row says whether the preset fits: one that skipped rows "
+                   "(their runs were already recorded ok and were reused) or had failed rows is "
+                   "marked incomplete.")
 
 
 def benchmarks(rs: RecordSet) -> Section:
