@@ -14,7 +14,6 @@ equal is in the record too.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from harness.data import collate, training_target
 from harness.engine import predict, seed_everything, targets_to_device, train
 from harness.evaluation import evaluate_detections
 from harness.flops import count_stage_flops
-from harness.timing import synchronize
+from harness.timing import timed
 
 PARITY = {"model.rpn_ignore_cross_boundary": False, "model.roi_bg_iou_low": 0.0}
 
@@ -98,14 +97,6 @@ def torchvision_twin(cfg: RunConfig, num_classes: int, image_size: tuple[int, in
     return TorchvisionAdapter(model)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
 def _train_step(model: nn.Module, opt: torch.optim.Optimizer, images: list[Tensor], targets: list[dict]) -> None:
     losses = model(images, targets)
     opt.zero_grad(set_to_none=True)
@@ -130,11 +121,11 @@ def interleaved_speed(
             image = test_set[i % n][0].to(device)
             order = names if i % 2 == 0 else names[::-1]  # alternate who goes first
             for name in order:
-                seconds = _timed(lambda: models[name]([image]), device)
+                seconds = timed(lambda: models[name]([image]), device)
                 if i >= warmup:
                     infer[name].append(seconds)
             batch = models["ours"].batch_images([image])
-            seconds = _timed(lambda: body(batch.tensors), device)
+            seconds = timed(lambda: body(batch.tensors), device)
             if i >= warmup:
                 backbone.append(seconds)
     step: dict[str, list[float]] = {n: [] for n in names}
@@ -147,7 +138,7 @@ def interleaved_speed(
         tgts = targets_to_device([training_target(t) for t in batch[1]], device)
         for name in (names if it % 2 == 0 else names[::-1]):
             models[name].train()
-            seconds = _timed(lambda: _train_step(models[name], opts[name], ims, tgts), device)
+            seconds = timed(lambda: _train_step(models[name], opts[name], ims, tgts), device)
             if it >= warmup:
                 step[name].append(seconds)
     out = {n: {"infer_s_per_img": statistics.median(infer[n]), "train_s_per_iter": statistics.median(step[n])}

@@ -15,7 +15,6 @@ of ``roi_align`` depends on the output size only, not on where the boxes are.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ from rich.table import Table
 from detectors.rcnn import RCNN
 from harness.builder import build_model
 from harness.config import RunConfig, to_dict
-from harness.timing import synchronize
+from harness.timing import timed
 
 TARGET = 0.9
 
 
-def _random_boxes(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+def random_boxes(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
     """``[n, 4]`` boxes inside an ``height x width`` image, sides 10..100 % of the image."""
     wh = torch.rand(n, 2, generator=generator) * 0.9 + 0.1
     xy = torch.rand(n, 2, generator=generator) * (1 - wh)
@@ -50,7 +49,7 @@ def measure(model: RCNN, image: torch.Tensor, *, crops: int, repeats: int, devic
     """
     model.to(device).eval()
     layers = model.test_layers()
-    boxes = _random_boxes(crops, int(image.shape[1]), int(image.shape[2]), torch.Generator().manual_seed(0))
+    boxes = random_boxes(crops, int(image.shape[1]), int(image.shape[2]), torch.Generator().manual_seed(0))
     image, boxes = image.to(device), boxes.to(device)
     s = model.crop_size
     ready = torch.randn(crops, 3, s, s, generator=torch.Generator().manual_seed(1)).to(device)
@@ -64,20 +63,13 @@ def measure(model: RCNN, image: torch.Tensor, *, crops: int, repeats: int, devic
         for start in range(0, crops, model.batch_size):
             model.network.features(ready[start : start + model.batch_size], layers)
 
-    def timed(fn: Any) -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        return time.perf_counter() - start
-
     for _ in range(2):  # warm-up: allocator, kernels, caches
         rcnn_stage()
         raw_backbone()
     raw, full = [], []
     for _ in range(repeats):
-        raw.append(timed(raw_backbone))
-        full.append(timed(rcnn_stage))
+        raw.append(timed(raw_backbone, device))
+        full.append(timed(rcnn_stage, device))
     raw_s, full_s = statistics.median(raw), statistics.median(full)
     return {
         "crops": crops,

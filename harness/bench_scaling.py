@@ -38,7 +38,7 @@ from rich.table import Table
 
 from detectors.rcnn import RCNN
 from harness import data as data_layer
-from harness.bench_rcnn import _random_boxes
+from harness.bench_rcnn import random_boxes
 from harness.builder import build_model
 from harness.config import RunConfig, build_config, parse_set_options, to_dict
 from harness.flops import count_stage_flops
@@ -91,7 +91,7 @@ def time_vs_proposals(base: RunConfig, overrides: dict[str, Any], *, device: tor
         curves[detector] = []
         for n in counts:
             say(f"{detector}: {n} proposals per image")
-            boxes = [_random_boxes(n, int(p.shape[1]), int(p.shape[2]), torch.Generator().manual_seed(i))
+            boxes = [random_boxes(n, int(p.shape[1]), int(p.shape[2]), torch.Generator().manual_seed(i))
                      for i, p in enumerate(pics)]
             point = _time_images(model, pics, lambda i: [{"proposals": boxes[i].to(device)}], device, repeats)
             flops = count_stage_flops(model, pics[0].to(device), [{"proposals": boxes[0].to(device)}])

@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from harness import distributed
-
 from harness.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from harness.config import ConfigError, TestConfig, TrainConfig
 from harness.data.base import DetectionDataset, collate, training_target
