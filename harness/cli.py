@@ -236,7 +236,8 @@ def show_config(
 
 @app.command()
 def bench(
-    backbone: str = typer.Option("tiny", help="Backbone for both models."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone for both models (default: the profile's: tiny for cpu, vgg16 for paper)."),
+    profile: Profile = typer.Option(Profile.cpu, help="cpu: 192-px images; paper: the papers' 600/1000 px, anchors, proposal counts."),
     device: Device = typer.Option(Device.auto),
     images: int = typer.Option(40, min=1, help="Test images timed per model."),
     iters: int = typer.Option(30, min=1, help="Training iterations timed per model."),
@@ -251,8 +252,8 @@ def bench(
     from harness.runner import resolve_device
 
     try:
-        overrides = {"model.backbone": backbone, **parse_set_options(set_)}
-        cfg = build_config(overrides=overrides)
+        overrides = {**({"model.backbone": backbone} if backbone else {}), **parse_set_options(set_)}
+        cfg = build_config(profile=profile.value, overrides=overrides)
         dev = resolve_device(device.value)
     except ConfigError as err:
         _fail(str(err))
@@ -263,7 +264,7 @@ def bench(
                    "versions": library_versions(), "device": device_info(dev)})
     append_record(results / "bench.jsonl", record)
     table = Table(title=f"harness bench ({record['device']['type']}: {record['device']['name']}, "
-                        f"{backbone}, random init, {record['image_size'][0]}x{record['image_size'][1]} images)")
+                        f"{cfg.model.backbone}, {'pretrained' if cfg.model.weights else 'random init'}, {record['image_size'][0]}x{record['image_size'][1]} images)")
     for col in ("figure", "value", "target"):
         table.add_column(col)
     for name, value in record["ratios"].items():

@@ -114,7 +114,7 @@ class ProposalConfig:
     max_proposals: int = 2000  # N per image (papers: about 2000)
     box_min_size: float = 2.0  # drop smaller boxes, original pixels (Fast R-CNN code: min_size 2)
     cache_dir: str = "cache/proposals"  # relative to the working directory
-    workers: int | None = None  # processes that fill the cache; None: every usable core
+    workers: int | None = None  # worker processes that fill the cache; None: one per usable core; 0: the main process
     test_timing: str = "live"  # live: re-time selective search per test image in the run; cache: time stored in the entry
 
 
@@ -282,7 +282,7 @@ def _validate_proposals(p: ProposalConfig) -> None:
         raise ConfigError(f"proposals.test_timing must be live or cache, got {p.test_timing!r}")
     if p.image_min_size is not None and not 16 <= p.image_min_size <= p.image_max_size:
         raise ConfigError("invalid value for proposals.image_min_size (16 <= it <= proposals.image_max_size)")
-    if p.max_proposals < 1 or p.box_min_size < 0 or (p.workers is not None and p.workers < 1):
+    if p.max_proposals < 1 or p.box_min_size < 0 or (p.workers is not None and p.workers < 0):
         raise ConfigError("invalid value for proposals.max_proposals, box_min_size or workers")
 
 

@@ -57,7 +57,7 @@ def _setup(
 def proposals_command(
     dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: every usable core)."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Worker processes (default: one per usable core; 0: in this process, no pool)."),
     mode: Mode = typer.Option(Mode.fast, help="Selective search mode: fast (the papers') or quality."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images of each split."),
     profile: Profile = typer.Option(Profile.cpu, help="Profile whose proposal settings to use (as for run)."),
@@ -67,7 +67,7 @@ def proposals_command(
     from harness.cli import _progress, console, out
     from harness.proposal_stage import selective_search_params
     from harness.proposal_cache import ProposalCache
-    from harness.proposals import pass_summary, precompute
+    from harness.proposals import default_workers, pass_summary, precompute
 
     overrides: dict[str, object] = {"proposals.mode": mode.value}
     if workers is not None:
@@ -92,8 +92,10 @@ def proposals_command(
                       f"{r.compute_s_per_image or 0:.3f}")
     out.print(table)
     total = pass_summary(runs)
-    console.print(f"{total['images']} images in {total['wall_s']:.1f} s with {cfg.proposals.workers or 'all'} "
-                  f"workers: {total['images_per_s'] or 0:.2f} images/s", highlight=False)
+    n = default_workers() if cfg.proposals.workers is None else cfg.proposals.workers
+    how = "in this process" if n == 0 else f"with {n} worker process{'es' if n > 1 else ''}"
+    console.print(f"{total['images']} images in {total['wall_s']:.1f} s {how}: "
+                  f"{total['images_per_s'] or 0:.2f} images/s", highlight=False)
     size, entries = cache.usage()
     console.print(f"cache: {entries} entries, {size / 2**20:.1f} MiB in {escape(str(cache.dir))}", highlight=False)
 

@@ -153,13 +153,13 @@ def attach_proposals(
     cache = ProposalCache(p.cache_dir, params)
     test_limit = cfg.test.max_images
     ranks = distributed.current()
-    workers = p.workers or default_workers()
+    workers = default_workers() if p.workers is None else p.workers
     sharded = None
     if ranks.active:  # torchrun: each rank computes its share of the missing entries, then all read them all
-        sharded = precompute([train_set, test_set], cache, workers=max(1, workers // ranks.world_size),
+        workers = min(workers, max(1, workers // ranks.world_size))  # the ranks share the cores (0 stays 0)
+        sharded = precompute([train_set, test_set], cache, workers=workers,
                              progress=progress, limits=[None, test_limit], shard=(ranks.rank, ranks.world_size))
         distributed.barrier()
-        workers = max(1, workers // ranks.world_size)
         if not ranks.is_main:  # a worker rank only trains: its samples read their entries as they go
             for ds in (train_set, test_set):
                 ds.proposal_provider = SelectiveSearchProvider(cache)

@@ -46,3 +46,14 @@ def test_bench_cli_records_ratios(tmp_path):
                 "eval_time_over_backbone_time"):
         assert rec["ratios"][key] > 0
     assert rec["device"]["type"] == "cpu" and rec["git_sha"] is not None
+
+
+def test_bench_takes_the_paper_profile(tmp_path):
+    # the profile's anchors and backbone, unless --backbone says otherwise; sizes kept small by --set
+    result = CliRunner().invoke(app, ["bench", "--profile", "paper", "--backbone", "tiny", "--images", "1",
+                                      "--iters", "1", "--results", str(tmp_path), *TINY])
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "bench.jsonl").read_text().splitlines()[0])
+    assert rec["config"]["profile"] == "paper" and rec["config"]["model"]["backbone"] == "tiny"
+    assert rec["config"]["model"]["anchor_sizes"] == [128.0, 256.0, 512.0]
+    assert "tiny, random init" in result.output

@@ -192,7 +192,8 @@ def _faster_detail(rec: dict[str, Any], name: str) -> str:
 
 
 def _best_images_per_s(rec: dict[str, Any], workers: Any) -> float | None:
-    passes = get(rec, "passes", f"workers_{fmt_int(workers)}")
+    """Best images/s of the pass with ``workers`` processes (0: in the main process, no pool)."""
+    passes = get(rec, "passes", "in_process" if workers == 0 else f"workers_{fmt_int(workers)}")
     entries = passes if isinstance(passes, list) else [passes]
     values = [num(get(e, "images_per_s")) for e in entries]
     values = [v for v in values if v is not None]
@@ -205,8 +206,10 @@ def _proposals_detail(rec: dict[str, Any], name: str) -> str:
     names = ", ".join(map(str, datasets)) if isinstance(datasets, list) else fmt_text(datasets)
     where = f"{fmt_int(rec.get('images'))} images of {names}"
     if name == "parallel_speedup":
+        local = _best_images_per_s(rec, 0)
         return _join(f"{fmt_int(workers)} workers {fmt_num(_best_images_per_s(rec, workers))} vs "
-                     f"1 worker {fmt_num(_best_images_per_s(rec, 1))} images/s (best pass)", where)
+                     f"1 worker {fmt_num(_best_images_per_s(rec, 1))} images/s (best pass)",
+                     f"main process alone {fmt_num(local)} images/s" if local is not None else "", where)
     if name == "hit_vs_recompute":
         hit, search = num(rec.get("cache_hit_s_per_image_median")), num(
             rec.get("search_s_per_image_median"))

@@ -139,7 +139,8 @@ def make_bench_records() -> list[dict]:
                 "rcnn_crops_per_s": 1330.0, "finished": "2026-11-25T13:27:39+00:00"}
     proposals = {
         "kind": "selective_search_proposals", "datasets": ["voc:bccd/trainval"], "images": 172,
-        "workers": 2, "passes": {"workers_1": [{"images_per_s": 4.8}, {"images_per_s": 4.84}],
+        "workers": 2, "passes": {"in_process": [{"images_per_s": 4.5}],
+                                 "workers_1": [{"images_per_s": 4.8}, {"images_per_s": 4.84}],
                                  "workers_2": [{"images_per_s": 8.4}, {"images_per_s": 8.2}]},
         "cache_hit_s_per_image_median": 0.00066, "search_s_per_image_median": 0.203,
         "ratios": {"parallel_speedup": 1.735, "hit_vs_recompute": 310.0},

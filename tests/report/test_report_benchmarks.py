@@ -76,6 +76,7 @@ def test_bench_figures_latest_per_setting(bench_report):
     assert "cuda · NVIDIA H100 · 16 threads" in section
     assert "ours 0.0400 vs torchvision 0.0500 s/img" in section
     assert "1,330 vs raw 1,400 crops/s" in section
+    assert "2 workers 8.40 vs 1 worker 4.84 images/s (best pass); main process alone 4.50 images/s" in section
     assert "missed" in section and "met" in section
 
 
