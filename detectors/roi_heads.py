@@ -29,27 +29,80 @@ def _pool_threads(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="roi-pool")
 
 
-def pool_rois(op, features: Tensor, rois: Tensor, *args) -> Tensor:
-    """``op(features, rois, *args)`` (``roi_pool`` / ``roi_align`` with ``[R, 5]`` rois), spread over threads.
+def _spread(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, the first on this thread, the rest on the pool's threads."""
+    futures = [_pool_threads(len(items)).submit(fn, x) for x in items[1:]]
+    return [fn(items[0]), *(f.result() for f in futures)]
 
-    torchvision's CPU kernels for RoI pooling run on one thread; they release
-    the GIL, so on the CPU the RoIs are split into one chunk per intra-op thread
-    and pooled concurrently (same result: each RoI is pooled independently).
-    CUDA kernels are already parallel and get one call.
+
+class _ThreadedRoIPooling(torch.autograd.Function):
+    """torchvision's RoI pooling ops with forward *and* backward split into RoI chunks on threads.
+
+    Each chunk's backward scatters into its own full-size gradient buffer (no
+    races); the buffers are summed in chunk order, so the result is
+    deterministic for a given thread count.
     """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, rois: Tensor, kind: str, size: tuple[int, int], scale: float,
+                sampling_ratio: int, aligned: bool, threads: int) -> Tensor:
+        chunks = list(rois.tensor_split(threads))
+        h, w = size
+        if kind == "roi_pool":
+            outs = _spread(lambda c: torch.ops.torchvision.roi_pool(features, c, scale, h, w), chunks)
+            output, argmax = torch.cat([o for o, _ in outs]), [a for _, a in outs]
+        else:
+            output = torch.cat(_spread(
+                lambda c: torch.ops.torchvision.roi_align(features, c, scale, h, w, sampling_ratio, aligned), chunks))
+            argmax = []
+        ctx.save_for_backward(rois, *argmax)
+        ctx.args = (kind, size, scale, sampling_ratio, aligned, threads, tuple(features.shape))
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple:
+        none = (None,) * 7
+        if not ctx.needs_input_grad[0]:
+            return (None, *none)
+        rois, *argmax = ctx.saved_tensors
+        kind, (h, w), scale, sampling_ratio, aligned, threads, (b, c, fh, fw) = ctx.args
+        parts = list(zip(rois.tensor_split(threads), grad.tensor_split(threads), argmax or [None] * threads))
+        if kind == "roi_pool":
+            def one(part):
+                r, g, a = part
+                return torch.ops.torchvision._roi_pool_backward(g.contiguous(), r, a, scale, h, w, b, c, fh, fw)
+        else:
+            def one(part):
+                r, g, _ = part
+                return torch.ops.torchvision._roi_align_backward(g.contiguous(), r, scale, h, w, b, c, fh, fw,
+                                                                 sampling_ratio, aligned)
+        partial = _spread(one, parts)
+        total = partial[0]
+        for p in partial[1:]:
+            total += p
+        return (total, *none)
+
+
+def pool_rois(kind: str, features: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float,
+              sampling_ratio: int = 2, aligned: bool = True) -> Tensor:
+    """RoI pooling of ``[R, 5]`` rois: ``kind`` ``"roi_pool"`` (max) or ``"roi_align"``; ``[R, C, h, w]``.
+
+    torchvision's CPU kernels for RoI pooling and for its backward run on one
+    thread; they release the GIL, so on the CPU the RoIs are split into one
+    chunk per intra-op thread and pooled concurrently, forward and backward
+    (same output: each RoI is pooled independently; the gradient differs only
+    in summation order). CUDA kernels are already parallel and get one call.
+    """
+    if kind not in ("roi_pool", "roi_align"):
+        raise ValueError(f"pooler must be roi_pool or roi_align, got {kind!r}")
     threads = torch.get_num_threads()
     if features.device.type != "cpu" or threads < 2 or rois.shape[0] < PARALLEL_MIN_ROIS:
-        return op(features, rois, *args)
-    chunks = rois.tensor_split(threads)
-    grad = torch.is_grad_enabled()  # thread-local: the workers must record (or not) like this thread
-
-    def run(chunk: Tensor) -> Tensor:
-        with torch.set_grad_enabled(grad):
-            return op(features, chunk, *args)
-
-    futures = [_pool_threads(threads).submit(run, c) for c in chunks[1:]]
-    first = run(chunks[0])  # this thread takes a share too
-    return torch.cat([first, *(f.result() for f in futures)])
+        if kind == "roi_pool":
+            return roi_pool(features, rois, size, spatial_scale)
+        return roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
+    return _ThreadedRoIPooling.apply(features, rois, kind, tuple(size), float(spatial_scale), sampling_ratio,
+                                     aligned, threads)
 
 
 class RoIHead(nn.Module):
@@ -96,9 +149,7 @@ class RoIHead(nn.Module):
         indexed = torch.cat([torch.cat((r.new_full((r.shape[0], 1), i), r), dim=1) for i, r in enumerate(rois)])
         with torch.autocast(features.device.type, enabled=False):
             features, indexed = features.float(), indexed.float()
-            if self.pooler == "roi_pool":
-                return pool_rois(roi_pool, features, indexed, size, self.spatial_scale)
-            return pool_rois(roi_align, features, indexed, size, self.spatial_scale, 2, True)
+            return pool_rois(self.pooler, features, indexed, size, self.spatial_scale)
 
     def forward(self, features: Tensor, rois: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns class logits ``[R, K+1]`` and deltas ``[R, 4 (K+1)]``."""

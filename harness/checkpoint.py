@@ -9,7 +9,10 @@ training depends on::
     iterations   optimiser steps taken
     train_seconds  training wall time so far
     model, optimizer, scheduler   state dicts
-    rng          global RNG states (harness.seeding.rng_state)
+    rng          global RNG states (harness.seeding.rng_state) of rank 0
+    rng_ranks    the same for every torchrun rank, in rank order (one entry without torchrun)
+    world_size   processes that trained it (a resume must use as many)
+    scaler       AMP loss-scaler state on CUDA, else None
     config       the run's resolved config (harness.config.to_dict)
 
 It is loaded with ``torch.load(..., weights_only=True)``: tensors and plain

@@ -204,7 +204,9 @@ def _restore(
     result.epochs_done = result.resumed_from_epoch = int(state["epoch"])
     result.iterations = int(state["iterations"])
     result.seconds = float(state.get("train_seconds", 0.0))
-    set_rng_state(state["rng"])
+    per_rank = state.get("rng_ranks") or []
+    rank = distributed.current().rank
+    set_rng_state(per_rank[rank] if len(per_rank) == world else state["rng"])  # older checkpoints: rank 0's
 
 
 def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
@@ -268,6 +270,8 @@ def train(
                         bar.advance(1, **{"loss": sum(values.values())})
                 result.epochs_done = epoch + 1
                 distributed.sync_buffers(model)  # rank 0's BatchNorm statistics on every rank
+                # each rank's RNG (a collective: every rank has the same checkpoint setting)
+                rngs = distributed.gather_objects(rng_state()) if checkpoint_path is not None else []
                 if checkpoint_path is not None and main:
                     _check_finite_parameters(model, result.iterations)
                     state = {
@@ -279,7 +283,8 @@ def train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "rng": rng_state(),
+                        "rng": rngs[0],
+                        "rng_ranks": rngs,  # torchrun: rank r resumes from rngs[r]
                         "scaler": scaler.state_dict() if scaler is not None else None,
                         "world_size": distributed.current().world_size,
                         "config": run_config or {},

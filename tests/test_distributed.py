@@ -45,6 +45,10 @@ def test_ddp_ranks_keep_identical_parameters(tmp_path, detector):
     for epoch in range(2):
         a, b = r0["seen"][4 * epoch:4 * epoch + 4], r1["seen"][4 * epoch:4 * epoch + 4]
         assert not set(a) & set(b) and sorted(a + b) == list(range(8))
+    # the checkpoint (rank 0 writes it) holds each rank's RNG state, so each resumes its own stream
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert [torch.equal(s["torch"], r["rng"]["torch"]) for s, r in zip(ckpt["rng_ranks"], (r0, r1))] == [True, True]
+    assert torch.equal(ckpt["rng"]["torch"], r0["rng"]["torch"])
 
 
 def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
@@ -76,3 +80,22 @@ def test_resume_refuses_another_number_of_processes():
     state = {"world_size": 2, "model": {}, "optimizer": {}, "scheduler": {}, "epoch": 1, "iterations": 1, "rng": {}}
     with pytest.raises(ConfigError, match="2 process"):
         _restore(state, torch.nn.Linear(1, 1), None, None, TrainResult())
+
+
+def test_resume_gives_each_rank_its_own_rng(monkeypatch):
+    from harness import distributed
+    from harness.engine import TrainResult, _restore
+    from harness.seeding import rng_state
+
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    states = []
+    for seed in (10, 11):
+        torch.manual_seed(seed)
+        states.append(rng_state())
+    state = {"world_size": 2, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "epoch": 1, "iterations": 2, "rng": states[0], "rng_ranks": states}
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo(rank=1, world_size=2))
+    _restore(state, model, opt, sched, TrainResult())
+    assert torch.equal(torch.get_rng_state(), states[1]["torch"])

@@ -1,7 +1,8 @@
 """Run under ``torchrun --nproc_per_node 2``: train a tiny detector with the engine, save each rank's result.
 
 Writes ``OUT/rank{R}.pt`` with the rank's final parameters, the parameters it
-started from, and the image ids it trained on (to check the ranks' shards).
+started from, the image ids it trained on (to check the ranks' shards) and its
+RNG state at the end; rank 0 also writes the checkpoint ``OUT/checkpoint.pt``.
 """
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from harness import distributed
 from harness.builder import build_model
 from harness.config import build_config
 from harness.engine import epoch_loader, seed_everything, train
+from harness.seeding import rng_state
 from harness.runner import build_datasets
 
 
@@ -35,8 +37,9 @@ def main(detector: str, out: Path) -> None:
         seen = [int(t["image_id"]) for epoch in range(cfg.train.epochs)
                 for _, targets in epoch_loader(train_set, cfg.train, seed=cfg.seed, epoch=epoch)
                 for t in targets]
-        result = train(model, train_set, cfg.train, device=device, seed=cfg.seed)
-        torch.save({"final": model.state_dict(), "initial": initial, "seen": seen,
+        result = train(model, train_set, cfg.train, device=device, seed=cfg.seed,
+                       checkpoint_path=out / "checkpoint.pt")
+        torch.save({"final": model.state_dict(), "initial": initial, "seen": seen, "rng": rng_state(),
                     "iterations": result.iterations}, out / f"rank{ranks.rank}.pt")
 
 
