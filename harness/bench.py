@@ -174,9 +174,14 @@ def _ratios(speed: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def run_bench(
     cfg: RunConfig, *, device: torch.device, images: int = 40, iters: int = 30, accuracy_epochs: int = 0,
-    progress: Callable[[str], None] = print,
+    accuracy_seeds: int = 1, progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build both models, time them interleaved, optionally train both and compare mAP."""
+    """Build both models, time them interleaved, optionally train both and compare mAP.
+
+    ``accuracy_seeds``: the accuracy comparison is repeated for seeds ``cfg.seed ..
+    cfg.seed + n - 1`` (init and data order); the record keeps each seed's figures and
+    the mean and spread of the difference, since one seed's difference is mostly noise.
+    """
     from harness.runner import build_datasets
 
     cfg = apply_overrides(cfg, PARITY)
@@ -200,10 +205,27 @@ def run_bench(
         "flops_per_image": count_stage_flops(ours.to(device), test_set[0][0].to(device)),
     }
     if accuracy_epochs > 0:
-        fresh = fresh_models(cfg, k, size)  # the timing steps above changed the weights
-        record["accuracy"] = _same_schedule_accuracy(cfg, fresh["ours"], fresh["torchvision"], train_set, test_set,
-                                                     device, accuracy_epochs, progress)
+        runs = []
+        for seed in range(cfg.seed, cfg.seed + accuracy_seeds):
+            seeded = apply_overrides(cfg, {"seed": seed})
+            fresh = fresh_models(seeded, k, size)  # the timing steps above changed the weights
+            runs.append(_same_schedule_accuracy(seeded, fresh["ours"], fresh["torchvision"], train_set, test_set,
+                                                device, accuracy_epochs, progress))
+        record["accuracy"] = _summarise_seeds(runs)
     return record
+
+
+def _summarise_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean figures over seeds (the first seed's layout), plus each seed's and the difference's spread."""
+    if len(runs) == 1:
+        return runs[0]
+    diffs = [r["map50_area_difference_points"] for r in runs]
+    out: dict[str, Any] = {"epochs": runs[0]["epochs"], "seeds": [r["seed"] for r in runs], "per_seed": runs}
+    for name in ("ours", "torchvision"):
+        out[name] = {key: statistics.fmean(r[name][key] for r in runs) for key in runs[0][name]}
+    out["map50_area_difference_points"] = statistics.fmean(diffs)
+    out["map50_area_difference_points_std"] = statistics.stdev(diffs)
+    return out
 
 
 def _same_schedule_accuracy(cfg, ours, theirs, train_set, test_set, device, epochs, progress) -> dict[str, Any]:
@@ -211,10 +233,10 @@ def _same_schedule_accuracy(cfg, ours, theirs, train_set, test_set, device, epoc
     from dataclasses import replace
 
     tcfg = replace(cfg.train, epochs=epochs, checkpoint=False)
-    out = {"epochs": epochs}
+    out: dict[str, Any] = {"epochs": epochs, "seed": cfg.seed}
     gt = [test_set.annotation(i) for i in range(len(test_set))]
     for name, model in (("ours", ours), ("torchvision", theirs)):
-        progress(f"training {name} for {epochs} epochs")
+        progress(f"training {name} for {epochs} epochs (seed {cfg.seed})")
         trained = train(model, train_set, tcfg, device=device, seed=cfg.seed)
         preds, _ = predict(model, test_set, cfg.test, device=device)
         metrics = evaluate_detections(preds, gt, test_set.class_names)

@@ -242,6 +242,7 @@ def bench(
     images: int = typer.Option(40, min=1, help="Test images timed per model."),
     iters: int = typer.Option(30, min=1, help="Training iterations timed per model."),
     accuracy_epochs: int = typer.Option(0, min=0, help="Also train both for N epochs and compare mAP50 (0: skip)."),
+    accuracy_seeds: int = typer.Option(1, min=1, help="Repeat the accuracy comparison over N seeds (mean and spread)."),
     results: Path = typer.Option(Path("results"), help="bench.jsonl is appended here."),
     set_: list[str] = typer.Option([], "--set", help="Config overrides, as for `harness run`."),
 ) -> None:
@@ -259,6 +260,7 @@ def bench(
         _fail(str(err))
     started = now_iso()
     record = run_bench(cfg, device=dev, images=images, iters=iters, accuracy_epochs=accuracy_epochs,
+                       accuracy_seeds=accuracy_seeds,
                        progress=lambda msg: console.print(f"bench: {msg}"))
     record.update({"started": started, "finished": now_iso(), "git_sha": git_sha(),
                    "versions": library_versions(), "device": device_info(dev)})
@@ -277,7 +279,11 @@ def bench(
         table.add_row(f"GFLOPs/img {stage}", f"{flops / 1e9:.3f}", "")
     if "accuracy" in record:
         acc = record["accuracy"]
-        table.add_row("mAP50 ours - torchvision (points)", f"{acc['map50_area_difference_points']:+.1f}", "within 1")
+        spread = acc.get("map50_area_difference_points_std")
+        seeds = f" (mean ± sd of {len(acc['seeds'])} seeds)" if spread is not None else ""
+        table.add_row(f"mAP50 ours - torchvision (points){seeds}",
+                      f"{acc['map50_area_difference_points']:+.1f}" + (f" ± {spread:.1f}" if spread is not None else ""),
+                      "within 1")
     out.print(table)
     console.print(f"appended to {results / 'bench.jsonl'}")
 

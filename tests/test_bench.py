@@ -57,3 +57,14 @@ def test_bench_takes_the_paper_profile(tmp_path):
     assert rec["config"]["profile"] == "paper" and rec["config"]["model"]["backbone"] == "tiny"
     assert rec["config"]["model"]["anchor_sizes"] == [128.0, 256.0, 512.0]
     assert "tiny, random init" in result.output
+
+
+def test_bench_accuracy_over_seeds(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--images", "1", "--iters", "1", "--accuracy-epochs", "1",
+                                      "--accuracy-seeds", "2", "--results", str(tmp_path), *TINY])
+    assert result.exit_code == 0, result.output
+    acc = json.loads((tmp_path / "bench.jsonl").read_text().splitlines()[0])["accuracy"]
+    assert acc["seeds"] == [0, 1] and [r["seed"] for r in acc["per_seed"]] == [0, 1]
+    diffs = [r["map50_area_difference_points"] for r in acc["per_seed"]]
+    assert acc["map50_area_difference_points"] == sum(diffs) / 2
+    assert acc["map50_area_difference_points_std"] >= 0 and "±" in result.output
