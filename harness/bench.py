@@ -13,6 +13,7 @@ equal is in the record too.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
 from detectors.backbones import build_backbone
+from detectors.svd import compress_fc_layers, default_ranks, fc_layers
 from harness.builder import build_model
 from harness.config import RunConfig, apply_overrides, to_dict
 from harness.data import collate, training_target
@@ -106,22 +108,28 @@ def _train_step(model: nn.Module, opt: torch.optim.Optimizer, images: list[Tenso
 
 def interleaved_speed(
     models: dict[str, nn.Module], test_set, train_set, cfg: RunConfig, *, device: torch.device,
-    images: int, iters: int, warmup: int = 3,
+    images: int, iters: int, warmup: int = 3, infer_only: dict[str, nn.Module] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median inference s/img and training s/iter of each model, measured interleaved."""
+    """Median inference s/img and training s/iter of each model, measured interleaved.
+
+    ``infer_only`` models (a test-time variant such as the SVD-compressed head) join
+    the inference rounds only.
+    """
+    infer_only = infer_only or {}
     names = list(models)
-    infer: dict[str, list[float]] = {n: [] for n in names}
+    timed_infer = {**models, **infer_only}
+    infer: dict[str, list[float]] = {n: [] for n in timed_infer}
     backbone: list[float] = []
     body = models["ours"].body
     n = min(images, len(test_set))
     with torch.no_grad():
-        for n_model in names:
-            models[n_model].to(device).eval()
+        for model in timed_infer.values():
+            model.to(device).eval()
         for i in range(n + warmup):
             image = test_set[i % n][0].to(device)
-            order = names if i % 2 == 0 else names[::-1]  # alternate who goes first
+            order = list(timed_infer) if i % 2 == 0 else list(timed_infer)[::-1]  # alternate who goes first
             for name in order:
-                seconds = timed(lambda: models[name]([image]), device)
+                seconds = timed(lambda: timed_infer[name]([image]), device)
                 if i >= warmup:
                     infer[name].append(seconds)
             batch = models["ours"].batch_images([image])
@@ -143,6 +151,7 @@ def interleaved_speed(
                 step[name].append(seconds)
     out = {n: {"infer_s_per_img": statistics.median(infer[n]), "train_s_per_iter": statistics.median(step[n])}
            for n in names}
+    out.update({n: {"infer_s_per_img": statistics.median(infer[n])} for n in infer_only})
     out["backbone_only"] = {"infer_s_per_img": statistics.median(backbone)}
     return out
 
@@ -168,8 +177,24 @@ def _ratios(speed: dict[str, dict[str, float]]) -> dict[str, float]:
         suffix = "" if name == "ours" else "_roi_align"
         out[f"inference_throughput_ours{suffix}_over_torchvision"] = tv["infer_s_per_img"] / speed[name]["infer_s_per_img"]
         out[f"training_throughput_ours{suffix}_over_torchvision"] = tv["train_s_per_iter"] / speed[name]["train_s_per_iter"]
-    out["eval_time_over_backbone_time"] = speed["ours"]["infer_s_per_img"] / speed["backbone_only"]["infer_s_per_img"]
+    backbone = speed["backbone_only"]["infer_s_per_img"]
+    out["eval_time_over_backbone_time"] = speed["ours"]["infer_s_per_img"] / backbone
+    if "ours_svd" in speed:
+        out["eval_time_over_backbone_time_svd"] = speed["ours_svd"]["infer_s_per_img"] / backbone
     return out
+
+
+def svd_variant(model: nn.Module) -> nn.Module | None:
+    """A copy of ``model`` with its FC head truncated by SVD at the paper's ranks (Fast R-CNN 3.1).
+
+    ``None`` for a head without FC layers (C4 ResNets).
+    """
+    head = model.roi_head.box_head
+    if not fc_layers(head):
+        return None
+    compressed = copy.deepcopy(model)
+    compress_fc_layers(compressed.roi_head.box_head, default_ranks(head))
+    return compressed
 
 
 def run_bench(
@@ -190,8 +215,10 @@ def run_bench(
     size = tuple(int(s) for s in test_set[0][0].shape[-2:])
     models = fresh_models(cfg, k, size)
     ours = models["ours"]
+    ours_svd = svd_variant(ours)  # test-time only: Fast R-CNN's truncated SVD of fc6 / fc7
     progress("timing inference and training, interleaved")
-    speed = interleaved_speed(models, test_set, train_set, cfg, device=device, images=images, iters=iters)
+    speed = interleaved_speed(models, test_set, train_set, cfg, device=device, images=images, iters=iters,
+                              infer_only={"ours_svd": ours_svd} if ours_svd is not None else None)
     record: dict[str, Any] = {
         "kind": "faster_vs_torchvision",
         "config": to_dict(cfg),
@@ -204,6 +231,9 @@ def run_bench(
                     "eval_time_over_backbone_time": "<= 1.25"},
         "flops_per_image": count_stage_flops(ours.to(device), test_set[0][0].to(device)),
     }
+    if ours_svd is not None:
+        record["svd_ranks"] = list(default_ranks(ours.roi_head.box_head))
+        record["flops_per_image_svd"] = count_stage_flops(ours_svd.to(device), test_set[0][0].to(device))
     if accuracy_epochs > 0:
         runs = []
         for seed in range(cfg.seed, cfg.seed + accuracy_seeds):

@@ -270,7 +270,8 @@ def bench(
     for col in ("figure", "value", "target"):
         table.add_column(col)
     for name, value in record["ratios"].items():
-        table.add_row(name, f"{value:.2f}", record["targets"].get(name.replace("_roi_align", ""), ""))
+        base = name.replace("_roi_align", "").removesuffix("_svd")  # same target, shown beside each variant
+        table.add_row(name, f"{value:.2f}", record["targets"].get(base, ""))
     for name, s in record["speed"].items():
         table.add_row(f"{name} s/img (inference)", f"{s['infer_s_per_img']:.4f}", "")
         if "train_s_per_iter" in s:

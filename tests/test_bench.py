@@ -46,6 +46,11 @@ def test_bench_cli_records_ratios(tmp_path):
                 "eval_time_over_backbone_time"):
         assert rec["ratios"][key] > 0
     assert rec["device"]["type"] == "cpu" and rec["git_sha"] is not None
+    # the truncated-SVD head (test time only) is timed beside it, with fewer head FLOPs
+    assert rec["speed"]["ours_svd"]["infer_s_per_img"] > 0 and "train_s_per_iter" not in rec["speed"]["ours_svd"]
+    assert rec["ratios"]["eval_time_over_backbone_time_svd"] > 0 and rec["svd_ranks"] == [64, 16]
+    assert rec["flops_per_image_svd"]["head"] < rec["flops_per_image"]["head"]
+    assert rec["flops_per_image_svd"]["backbone"] == rec["flops_per_image"]["backbone"]
 
 
 def test_bench_takes_the_paper_profile(tmp_path):

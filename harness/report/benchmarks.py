@@ -182,8 +182,10 @@ def _faster_detail(rec: dict[str, Any], name: str) -> str:
         a, b = m.group(2), m.group(3)
         part = (f"{SPEED_NAMES.get(a, a)} {fmt_num(get(speed, a, key))} vs "
                 f"{SPEED_NAMES.get(b, b)} {fmt_num(get(speed, b, key))} {unit}")
-    elif name == "eval_time_over_backbone_time":
-        part = (f"test {fmt_num(get(speed, 'ours', 'infer_s_per_img'))} vs backbone alone "
+    elif name in ("eval_time_over_backbone_time", "eval_time_over_backbone_time_svd"):
+        model, what = ("ours_svd", f"test with SVD head (ranks {rec.get('svd_ranks')})") if name.endswith("_svd") \
+            else ("ours", "test")
+        part = (f"{what} {fmt_num(get(speed, model, 'infer_s_per_img'))} vs backbone alone "
                 f"{fmt_num(get(speed, 'backbone_only', 'infer_s_per_img'))} s/img")
     else:
         part = ""

@@ -51,7 +51,7 @@ def test_bench_figures_latest_per_setting(bench_report):
     assert not [w for w in caught if issubclass(w.category, ReportSectionWarning)]
     rows = _csv(path.parent / "bench_figures.csv")
     by = {(r["kind"], r["figure"], r["device_name"]): r for r in rows}
-    assert len(by) == len(rows) == 3 + 1 + 2 + 2 + 1  # faster cpu, rcnn, proposals, scaling, gpu
+    assert len(by) == len(rows) == 4 + 1 + 2 + 2 + 1  # faster cpu (with the SVD variant), rcnn, proposals, scaling, gpu
 
     rcnn = by[("rcnn_cnn_stage", "fraction", "AMD EPYC 7B13")]
     assert float(rcnn["value"]) == 0.95 and rcnn["records"] == "2"  # the later of two records
@@ -75,6 +75,7 @@ def test_bench_figures_latest_per_setting(bench_report):
     assert "cpu · AMD EPYC 7B13 · 2 threads" in section
     assert "cuda · NVIDIA H100 · 16 threads" in section
     assert "ours 0.0400 vs torchvision 0.0500 s/img" in section
+    assert "test with SVD head (ranks [64, 16]) 0.0300 vs backbone alone 0.00500 s/img" in section
     assert "1,330 vs raw 1,400 crops/s" in section
     assert "2 workers 8.40 vs 1 worker 4.84 images/s (best pass); main process alone 4.50 images/s" in section
     assert "missed" in section and "met" in section
