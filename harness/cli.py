@@ -278,6 +278,10 @@ def bench(
             table.add_row(f"{name} s/iter (training)", f"{s['train_s_per_iter']:.4f}", "")
     for stage, flops in record["flops_per_image"].items():
         table.add_row(f"GFLOPs/img {stage}", f"{flops / 1e9:.3f}", "")
+    for stage in ("head", "total"):
+        if stage in record.get("flops_per_image_svd", {}):
+            table.add_row(f"GFLOPs/img {stage}, SVD head {record['svd_ranks']}",
+                          f"{record['flops_per_image_svd'][stage] / 1e9:.3f}", "")
     if "accuracy" in record:
         acc = record["accuracy"]
         spread = acc.get("map50_area_difference_points_std")

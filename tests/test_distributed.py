@@ -11,10 +11,13 @@ import pytest
 import torch
 
 HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def torchrun(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # The workers import this checkout's packages whether or not it is pip-installed (they run in tmp_path).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     # --standalone: a local rendezvous on a free port (parallel CI jobs must not collide).
     # Own session: on a timeout the whole group (torchrun and its workers) is killed, no orphans left.
