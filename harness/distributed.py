@@ -15,7 +15,11 @@ GPU per process). Then:
   every rank reads the whole cache;
 - rank 0 alone writes checkpoints, tests, evaluates and appends the run record
   (``distributed`` says how many processes trained); the other ranks stop after
-  training.
+  training;
+- when another rank fails, it leaves its error in ``RESULTS/.rank_failures/``
+  before it exits; torchrun then stops rank 0 (SIGTERM), or rank 0's next
+  collective fails, and rank 0 records the run as ``failed`` with that rank's
+  error as the reason (see :func:`report_failure`, :func:`peer_failures`).
 
 Without torchrun (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) nothing here is active.
 """
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -140,3 +145,51 @@ def gather_objects(obj: object) -> list[object]:
 def barrier() -> None:
     if current().active:
         dist.barrier()
+
+
+FAILURES_DIR = ".rank_failures"
+
+
+def _launch_id() -> str:
+    # torchrun names each launch (--standalone: a fresh uuid); files of other launches are not ours
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in os.environ.get("TORCHELASTIC_RUN_ID", "none"))
+
+
+def report_failure(results_dir: Path, err: BaseException) -> None:
+    """Leave this (non-main) rank's error where rank 0 finds it; best effort, never raises.
+
+    Written before the process exits, hence before torchrun stops the other
+    ranks or their collectives fail, so rank 0 always finds it.
+    """
+    info = current() if current().active else from_env()
+    folder = Path(results_dir) / FAILURES_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{_launch_id()}.rank{info.rank}.tmp"
+        tmp.write_text(f"{type(err).__name__}: {err}", encoding="utf-8")
+        tmp.replace(folder / f"{_launch_id()}.rank{info.rank}.txt")
+    except OSError:
+        pass
+
+
+def peer_failures(results_dir: Path, *, since: float) -> list[str]:
+    """The errors other ranks of this launch reported since ``since`` (a ``time.time()``), as
+    ``"rank R: Type: message"`` in rank order; the files are removed once read."""
+    folder = Path(results_dir) / FAILURES_DIR
+    prefix = f"{_launch_id()}.rank"
+    found: list[tuple[int, str]] = []
+    for path in folder.glob(f"{prefix}*.txt") if folder.is_dir() else ():
+        try:
+            rank = int(path.name[len(prefix):-len(".txt")])
+            fresh = path.stat().st_mtime >= since - 1.0  # an earlier launch under the same id is stale
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            path.unlink()
+        except (OSError, ValueError):
+            continue
+        if fresh:
+            found.append((rank, f"rank {rank}: {text}"))
+    try:
+        folder.rmdir()  # only when empty
+    except OSError:
+        pass
+    return [message for _, message in sorted(found)]

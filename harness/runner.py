@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,13 +114,19 @@ def execute(
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    started = time.time()  # before the process group: no other rank can fail earlier
     with distributed.process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:
             check_distributed(cfg)
         if not ranks.is_main:  # a torchrun worker: trains its shard, rank 0 records the run
-            _train_and_test(cfg, {"disk": {"items": {}}}, results_dir / "unused", device, None, resume, ranks)
+            try:
+                _train_and_test(cfg, {"disk": {"items": {}}}, results_dir / "unused", device, None, resume, ranks)
+            except Exception as err:
+                distributed.report_failure(results_dir, err)
+                raise
             return {"status": "ok", "rank": ranks.rank}
-        return _execute_main(cfg, device, ranks, results_dir=results_dir, progress=progress, resume=resume, tags=tags)
+        return _execute_main(cfg, device, ranks, results_dir=results_dir, progress=progress, resume=resume,
+                             tags=tags, started=started)
 
 
 def check_distributed(cfg: RunConfig) -> None:
@@ -137,6 +144,7 @@ def _execute_main(
     progress: Progress | None,
     resume: Resume | None,
     tags: dict[str, Any] | None,
+    started: float,
 ) -> dict[str, Any]:
     run_id = resume.run_id if resume is not None else new_run_id(cfg.detector)
     run_dir = results_dir / run_id
@@ -184,6 +192,8 @@ def _execute_main(
         record["status"], record["reason"] = "failed", f"{type(err).__name__}: {err}"
         raise
     finally:
+        if ranks.active and record["status"] != "ok":
+            _blame_peers(record, distributed.peer_failures(results_dir, since=started))
         record["finished"] = now_iso()
         record["memory"] = {
             "peak_rss_bytes": peak_rss_bytes(),
@@ -191,6 +201,14 @@ def _execute_main(
         }
         append_record(results_dir / RECORDS_FILE, record)
     return record
+
+
+def _blame_peers(record: dict[str, Any], peers: list[str]) -> None:
+    """Under torchrun, another rank's error is the cause of rank 0's stop (torchrun's SIGTERM or a
+    broken collective): the run failed, for that reason."""
+    if peers:
+        record["status"] = "failed"
+        record["reason"] = f"{'; '.join(peers)} (rank 0: {record['reason'] or 'stopped'})"
 
 
 @dataclass

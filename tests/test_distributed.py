@@ -68,6 +68,46 @@ def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
     assert done.stdout.count("record appended") + done.stderr.count("record appended") == 1
 
 
+def test_peer_rank_failure_is_recorded_by_rank_0(tmp_path, tiny_run_args):
+    helper = Path(__file__).parent / "helpers" / "ddp_peer_fails.py"
+    results = tmp_path / "r"
+    done = torchrun(str(helper), "run", "--detector", "faster", *tiny_run_args,
+                    "--set", "data.synthetic.train_images=8", "--results", str(results), cwd=tmp_path)
+    assert done.returncode != 0
+    lines = (results / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    # rank 0 was stopped by torchrun (or its collective broke); the record names the real cause
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("rank 1: ValueError: boom on rank 1"), record["reason"]
+    assert "rank 0:" in record["reason"]
+    assert not (results / ".rank_failures").exists(), "the error files are removed once read"
+
+
+def test_peer_failures_ignore_other_launches_and_stale_files(tmp_path, monkeypatch):
+    import time
+
+    from harness import distributed
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "old-launch")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    distributed.report_failure(tmp_path, RuntimeError("from an earlier launch"))
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "this-launch")
+    distributed.report_failure(tmp_path, KeyError("stale"))
+    stale = next((tmp_path / distributed.FAILURES_DIR).glob("this-launch.rank1.txt"))
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    assert distributed.peer_failures(tmp_path, since=time.time()) == []
+    monkeypatch.setenv("RANK", "3")
+    distributed.report_failure(tmp_path, OSError("disk full"))
+    monkeypatch.setenv("RANK", "2")
+    distributed.report_failure(tmp_path, ValueError("bad"))
+    assert distributed.peer_failures(tmp_path, since=time.time() - 5) == [
+        "rank 2: ValueError: bad", "rank 3: OSError: disk full"]
+    # the other launch's file is left alone
+    assert [p.name for p in (tmp_path / distributed.FAILURES_DIR).iterdir()] == ["old-launch.rank1.txt"]
+
+
 def test_torchrun_refuses_rcnn_clearly(tmp_path, tiny_run_args):
     done = torchrun("-m", "harness", "run", "--detector", "rcnn", *tiny_run_args, "--results", str(tmp_path / "r"),
                     cwd=tmp_path)
