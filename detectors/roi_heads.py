@@ -10,6 +10,7 @@ Shape shorthand: R = RoIs in the batch, K = object classes, D = representation s
 from __future__ import annotations
 
 import functools
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -20,7 +21,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 from .box_ops import BoxCoder, Matcher, match_to_gt, sample_balanced
 
 
-# Below this many RoIs a thread hand-off costs more than it saves.
+# Below this many RoIs a thread hand-off costs more than it saves (RoI max pooling).
 PARALLEL_MIN_ROIS = 64
 
 
@@ -35,8 +36,8 @@ def _spread(fn, items: list) -> list:
     return [fn(items[0]), *(f.result() for f in futures)]
 
 
-class _ThreadedRoIPooling(torch.autograd.Function):
-    """torchvision's RoI pooling ops with forward *and* backward split into RoI chunks on threads.
+class _ThreadedRoIPool(torch.autograd.Function):
+    """torchvision's RoI max pooling with forward *and* backward split into RoI chunks on threads.
 
     Each chunk's backward scatters into its own full-size gradient buffer (no
     races); the buffers are summed in chunk order, so the result is
@@ -44,65 +45,133 @@ class _ThreadedRoIPooling(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features: Tensor, rois: Tensor, kind: str, size: tuple[int, int], scale: float,
-                sampling_ratio: int, aligned: bool, threads: int) -> Tensor:
-        chunks = list(rois.tensor_split(threads))
+    def forward(ctx, features: Tensor, rois: Tensor, size: tuple[int, int], scale: float, threads: int) -> Tensor:
         h, w = size
-        if kind == "roi_pool":
-            outs = _spread(lambda c: torch.ops.torchvision.roi_pool(features, c, scale, h, w), chunks)
-            output, argmax = torch.cat([o for o, _ in outs]), [a for _, a in outs]
-        else:
-            output = torch.cat(_spread(
-                lambda c: torch.ops.torchvision.roi_align(features, c, scale, h, w, sampling_ratio, aligned), chunks))
-            argmax = []
-        ctx.save_for_backward(rois, *argmax)
-        ctx.args = (kind, size, scale, sampling_ratio, aligned, threads, tuple(features.shape))
-        return output
+        outs = _spread(lambda c: torch.ops.torchvision.roi_pool(features, c, scale, h, w),
+                       list(rois.tensor_split(threads)))
+        ctx.save_for_backward(rois, *(a for _, a in outs))
+        ctx.args = (size, scale, threads, tuple(features.shape))
+        return torch.cat([o for o, _ in outs])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:
-        none = (None,) * 7
+        none = (None,) * 4
         if not ctx.needs_input_grad[0]:
             return (None, *none)
         rois, *argmax = ctx.saved_tensors
-        kind, (h, w), scale, sampling_ratio, aligned, threads, (b, c, fh, fw) = ctx.args
-        parts = list(zip(rois.tensor_split(threads), grad.tensor_split(threads), argmax or [None] * threads))
-        if kind == "roi_pool":
-            def one(part):
-                r, g, a = part
-                return torch.ops.torchvision._roi_pool_backward(g.contiguous(), r, a, scale, h, w, b, c, fh, fw)
-        else:
-            def one(part):
-                r, g, _ = part
-                return torch.ops.torchvision._roi_align_backward(g.contiguous(), r, scale, h, w, b, c, fh, fw,
-                                                                 sampling_ratio, aligned)
-        partial = _spread(one, parts)
+        (h, w), scale, threads, (b, c, fh, fw) = ctx.args
+
+        def one(part):
+            r, g, a = part
+            return torch.ops.torchvision._roi_pool_backward(g.contiguous(), r, a, scale, h, w, b, c, fh, fw)
+
+        partial = _spread(one, list(zip(rois.tensor_split(threads), grad.tensor_split(threads), argmax)))
         total = partial[0]
         for p in partial[1:]:
             total += p
         return (total, *none)
 
 
+def roi_align_matrix(rois: Tensor, feature_shape: tuple[int, int, int], size: tuple[int, int], spatial_scale: float,
+                     sampling_ratio: int, aligned: bool) -> Tensor:
+    """RoI Align as a sparse matrix: ``[R*h*w, B*Hf*Wf]`` (CSR), row = one RoI bin, columns = feature cells.
+
+    The sample points and bilinear weights of ``torchvision.ops.roi_align`` (Mask R-CNN's RoIAlign,
+    ``sampling_ratio`` > 0 points per bin side): a point beyond one cell outside the map counts as 0,
+    one within it is clamped to the border. Each bin averages ``sampling_ratio**2`` points of 4
+    corners, so each row has ``(2 * sampling_ratio)**2`` entries (repeated columns add up).
+    """
+    b, fh, fw = feature_shape
+    h, w = size
+    r, dt = rois.shape[0], rois.dtype
+    offset = 0.5 if aligned else 0.0
+    x1, y1 = rois[:, 1] * spatial_scale - offset, rois[:, 2] * spatial_scale - offset
+    rw, rh = rois[:, 3] * spatial_scale - offset - x1, rois[:, 4] * spatial_scale - offset - y1
+    if not aligned:  # the legacy op makes every RoI at least one cell wide
+        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+    sub = (torch.arange(sampling_ratio, dtype=dt, device=rois.device) + 0.5) / sampling_ratio
+
+    def axis(start: Tensor, length: Tensor, cells: int, bins: int) -> tuple[Tensor, Tensor]:
+        steps = (torch.arange(bins, dtype=dt, device=rois.device)[:, None] + sub).reshape(-1)
+        at = start[:, None] + steps * (length / bins)[:, None]  # [R, bins * ratio] sample coordinates
+        inside = ((at >= -1.0) & (at <= cells)).to(dt)
+        at = at.clamp(min=0)
+        low = at.floor().clamp(max=cells - 1)
+        frac = at - low  # beyond the last cell both corners are that cell: weights 1 - frac + frac = 1
+        low = low.long()
+        index = torch.stack((low, (low + 1).clamp(max=cells - 1)), -1).view(r, bins, 2 * sampling_ratio)
+        weight = (torch.stack((1 - frac, frac), -1) * inside[..., None]).view(r, bins, 2 * sampling_ratio)
+        return index, weight
+
+    yi, wy = axis(y1, rh, fh, h)
+    xi, wx = axis(x1, rw, fw, w)
+    image = rois[:, 0].long()[:, None, None, None, None]
+    cols = image * (fh * fw) + yi[:, :, None, :, None] * fw + xi[:, None, :, None, :]  # [R, h, w, 2s, 2s]
+    vals = wy[:, :, None, :, None] * wx[:, None, :, None, :] * (1.0 / sampling_ratio ** 2)
+    per_row = (2 * sampling_ratio) ** 2
+    crow = torch.arange(0, r * h * w * per_row + 1, per_row, device=rois.device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul with a dense matrix is all we use
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, cols.reshape(-1), vals.reshape(-1), size=(r * h * w, b * fh * fw))
+
+
+class _SparseRoIAlign(torch.autograd.Function):
+    """RoI Align on the CPU as one sparse x dense product, forward and backward.
+
+    torchvision's CPU kernels run on one thread and its backward recomputes the
+    bilinear weights for every channel; here the weights are computed once per
+    bin (:func:`roi_align_matrix`, S) and the features, as ``[B*Hf*Wf, C]``
+    (channels-last: a view), are multiplied by S; the gradient is ``S^T @ grad``.
+    Both products run on every intra-op thread, one output row per thread, so
+    the result does not depend on the thread count.
+    """
+
+    @staticmethod
+    def forward(ctx, features: Tensor, rois: Tensor, size: tuple[int, int], scale: float, sampling_ratio: int,
+                aligned: bool) -> Tensor:
+        b, c, fh, fw = features.shape
+        matrix = roi_align_matrix(rois, (b, fh, fw), size, scale, sampling_ratio, aligned)
+        cells = features.permute(0, 2, 3, 1).reshape(b * fh * fw, c)
+        ctx.matrix, ctx.feature_shape = matrix, (b, c, fh, fw)
+        return (matrix @ cells).view(rois.shape[0], size[0], size[1], c).permute(0, 3, 1, 2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple:
+        none = (None,) * 5
+        if not ctx.needs_input_grad[0]:
+            return (None, *none)
+        b, c, fh, fw = ctx.feature_shape
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            transposed = ctx.matrix.t().to_sparse_csr()
+        cells = transposed @ grad.permute(0, 2, 3, 1).reshape(-1, c)
+        return (cells.view(b, fh, fw, c).permute(0, 3, 1, 2), *none)
+
+
 def pool_rois(kind: str, features: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float,
               sampling_ratio: int = 2, aligned: bool = True) -> Tensor:
     """RoI pooling of ``[R, 5]`` rois: ``kind`` ``"roi_pool"`` (max) or ``"roi_align"``; ``[R, C, h, w]``.
 
-    torchvision's CPU kernels for RoI pooling and for its backward run on one
-    thread; they release the GIL, so on the CPU the RoIs are split into one
-    chunk per intra-op thread and pooled concurrently, forward and backward
-    (same output: each RoI is pooled independently; the gradient differs only
-    in summation order). CUDA kernels are already parallel and get one call.
+    The values are torchvision's (``roi_pool`` exactly; ``roi_align`` up to
+    float rounding); on the CPU both are computed faster than its kernels, which
+    run on one thread: RoI max pooling splits the RoIs into one chunk per
+    intra-op thread, pooled concurrently forward and backward (they release the
+    GIL); RoI Align becomes a sparse matrix product (:class:`_SparseRoIAlign`).
+    CUDA kernels are already parallel and get one call.
     """
     if kind not in ("roi_pool", "roi_align"):
         raise ValueError(f"pooler must be roi_pool or roi_align, got {kind!r}")
-    threads = torch.get_num_threads()
-    if features.device.type != "cpu" or threads < 2 or rois.shape[0] < PARALLEL_MIN_ROIS:
-        if kind == "roi_pool":
-            return roi_pool(features, rois, size, spatial_scale)
+    on_cpu = features.device.type == "cpu"
+    if kind == "roi_align":
+        if on_cpu and sampling_ratio > 0 and features.dtype == rois.dtype:
+            return _SparseRoIAlign.apply(features, rois, tuple(size), float(spatial_scale), sampling_ratio, aligned)
         return roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
-    return _ThreadedRoIPooling.apply(features, rois, kind, tuple(size), float(spatial_scale), sampling_ratio,
-                                     aligned, threads)
+    threads = torch.get_num_threads()
+    if not on_cpu or threads < 2 or rois.shape[0] < PARALLEL_MIN_ROIS:
+        return roi_pool(features, rois, size, spatial_scale)
+    return _ThreadedRoIPool.apply(features, rois, tuple(size), float(spatial_scale), threads)
 
 
 class RoIHead(nn.Module):
