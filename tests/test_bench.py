@@ -38,6 +38,13 @@ def test_flops_split_by_stage():
     assert flops["total"] == flops["backbone"] + flops["proposals"] + flops["head"] + flops["postprocess"]
 
 
+def test_flops_do_not_depend_on_the_pooler():
+    """RoI pooling counts as 0 with either pooler (RoI Align's sparse product is not counted as dense)."""
+    models = fresh_models(build_config(), 3, (96, 96))
+    image = torch.rand(3, 96, 96)
+    assert count_stage_flops(models["ours"], image) == count_stage_flops(models["ours_roi_align"], image)
+
+
 def test_bench_cli_records_ratios(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--images", "2", "--iters", "1", "--results", str(tmp_path), *TINY])
     assert result.exit_code == 0, result.output
