@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from detectors.packed_linear import PackedLinear, pack_linears
+
 # The paper's ranks relative to VGG16's 4096-wide fc6 / fc7 (Fast R-CNN, section 3.1):
 # used to scale default ranks to narrower heads (the tiny head's 256 -> 64 and 16).
 PAPER_RANK_FRACTIONS = (1024 / 4096, 256 / 4096)
@@ -59,7 +61,10 @@ def truncated_svd(linear: nn.Linear, rank: int) -> tuple[nn.Sequential, float]:
         if linear.bias is not None:
             second.bias.copy_(linear.bias.detach())
     error = float(sigma[rank:].square().sum().sqrt() / sigma.square().sum().sqrt().clamp_min(1e-30))
-    return nn.Sequential(first, second).to(weight.device), error
+    low_rank = nn.Sequential(first, second).to(weight.device)
+    if isinstance(linear, PackedLinear):
+        pack_linears(low_rank)  # the factors take the same inference path as the layer they replace
+    return low_rank, error
 
 
 def fc_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:

@@ -7,6 +7,7 @@ from torch import nn
 from detectors.anchors import AnchorGenerator
 from detectors.backbones import BackboneParts, build_backbone
 from detectors.box_ops import BoxCoder
+from detectors.packed_linear import pack_linears
 from detectors.proposals import PrecomputedProposals
 from detectors.rcnn import RCNN, RegionCNN
 from detectors.roi_heads import RoIHead, RoISampler
@@ -92,6 +93,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         # 4-D (conv) weights only; a convolution given channels-last weights also returns its output, and so
         # the next layer's input, channels-last; values and shapes are unchanged (NCHW semantics throughout)
         model.to(memory_format=torch.channels_last)
+    if m.packed_linear:
+        pack_linears(model)
     return model
 
 
