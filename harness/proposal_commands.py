@@ -62,9 +62,12 @@ def proposals_command(
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images of each split."),
     profile: Profile = typer.Option(Profile.cpu, help="Profile whose proposal settings to use (as for run)."),
     set_: list[str] = typer.Option([], "--set", help="Override proposals.* keys (see `harness config`)."),
+    export: Optional[Path] = typer.Option(
+        None, help="Also write the splits' proposals to this external-proposal JSON file (format: README), for a "
+                   "machine without OpenCV contrib: `run --set proposals.source=file --set proposals.file=FILE`."),
 ) -> None:
     """Precompute selective-search proposals into the cache, in parallel; resumable (cached images are skipped)."""
-    from harness.cli import _progress, console, out
+    from harness.cli import _fail, _progress, console, out
     from harness.proposal_stage import selective_search_params
     from harness.proposal_cache import ProposalCache
     from harness.proposals import default_workers, pass_summary, precompute
@@ -72,6 +75,8 @@ def proposals_command(
     overrides: dict[str, object] = {"proposals.mode": mode.value}
     if workers is not None:
         overrides["proposals.workers"] = workers
+    if export is not None and limit is not None:
+        _fail("--export writes whole splits (a run needs every image's proposals); drop --limit")
     cfg, sets = _setup(dataset, split, profile.value, overrides, set_)
     cache = ProposalCache(cfg.proposals.cache_dir, selective_search_params(cfg.proposals))
     console.print(f"selective search ({cfg.proposals.mode}) -> {escape(str(cache.dir))}", highlight=False)
@@ -98,6 +103,25 @@ def proposals_command(
                   f"{total['images_per_s'] or 0:.2f} images/s", highlight=False)
     size, entries = cache.usage()
     console.print(f"cache: {entries} entries, {size / 2**20:.1f} MiB in {escape(str(cache.dir))}", highlight=False)
+    if export is not None:
+        images = export_proposal_file(export, sets, cache)
+        console.print(f"exported {images} images' proposals to {escape(str(export))}", highlight=False)
+
+
+def export_proposal_file(path: Path, sets: list[DetectionDataset], cache) -> int:
+    """Write every image of ``sets`` with its cached selective-search boxes (file order = selective search's
+    ranking) to an external-proposal file; images missing from the cache are computed. Returns the image count."""
+    from harness.external_proposals import image_keys, save_proposal_file
+    from harness.proposals import lookup_or_compute
+
+    boxes = {}
+    for ds in sets:
+        for i in range(len(ds)):
+            entry, _ = lookup_or_compute(cache, ds.load_image(i))
+            boxes[image_keys(ds, i)[0]] = entry.boxes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_proposal_file(path, boxes)
+    return len(boxes)
 
 
 def bench_proposals_command(

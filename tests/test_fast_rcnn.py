@@ -1,6 +1,7 @@
 """Fast R-CNN: the two-stage detector on precomputed proposals; forwards, overfit, CLI end to end."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -151,3 +152,40 @@ def test_cli_bad_proposal_settings_exit_2(tmp_path, extra, message):
     result = runner.invoke(app, ["run", "--detector", "fast", "--results", str(tmp_path), *TINY, *extra])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_cli_exported_proposals_run_without_selective_search(tmp_path, monkeypatch):
+    """`proposals --export` writes the cached boxes as an external file; a run on it never searches."""
+    import harness.proposals
+    from harness.external_proposals import load_proposal_file
+    from harness.proposal_cache import ProposalCache, image_digest
+    from harness.proposal_stage import selective_search_params
+
+    cache_dir = tmp_path / "cache"
+    cache = ["--set", f"proposals.cache_dir={cache_dir}"]
+    path = tmp_path / "out" / "ss.json"
+    limited = runner.invoke(app, ["proposals", "--dataset", "synthetic", "--limit", "1", "--export", str(path),
+                                  *TINY[2:], *cache])
+    assert limited.exit_code != 0 and "--limit" in limited.output and not path.exists()
+    pre = runner.invoke(app, ["proposals", "--dataset", "synthetic", "--workers", "0", "--export", str(path),
+                              *TINY[2:], *cache])
+    assert pre.exit_code == 0, pre.output
+    loaded = load_proposal_file(path)
+    assert set(loaded) == {"train/0", "train/1", "train/2", "train/3", "test/0", "test/1"}
+    # the file holds exactly the cached selective-search boxes, in their order
+    cfg = build_config(detector="fast", overrides={"proposals.cache_dir": str(cache_dir), "proposals.max_proposals": 300})
+    store = ProposalCache(cache_dir, selective_search_params(cfg.proposals))
+    ds = build_dataset("synthetic", "test", min_size=96, max_size=128,
+                       synthetic=SyntheticConfig(train_images=4, test_images=2, image_size=96))
+    entry = store.load(image_digest(ds.load_image(1)))
+    assert entry is not None and np.allclose(loaded["test/1"], np.asarray(entry.boxes), atol=1e-4)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("selective search ran")
+
+    monkeypatch.setattr(harness.proposals, "selective_search", no_search)
+    result = runner.invoke(app, ["run", "--detector", "fast", "--results", str(tmp_path), *TINY, "--set",
+                                 "test.svd=false", "--set", "proposals.source=file", "--set", f"proposals.file={path}"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[-1])
+    assert rec["status"] == "ok" and rec["proposals"]["source"] == "file"
