@@ -92,7 +92,7 @@ def pack_linears(module: nn.Module) -> nn.Module:
     same parameters; returns ``module``. A no-op where this build lacks oneDNN."""
     if not packed_path_available():
         return module
-    for name, child in list(module.named_modules()):
+    for child in list(module.modules()):
         for child_name, sub in list(child.named_children()):
             if type(sub) is nn.Linear:
                 setattr(child, child_name, PackedLinear.from_linear(sub))

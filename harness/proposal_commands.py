@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from harness.config import RunConfig
 from harness.data.base import DetectionDataset
+
+if TYPE_CHECKING:
+    from harness.proposal_cache import ProposalCache
 
 
 class Mode(str, Enum):
@@ -108,7 +111,7 @@ def proposals_command(
         console.print(f"exported {images} images' proposals to {escape(str(export))}", highlight=False)
 
 
-def export_proposal_file(path: Path, sets: list[DetectionDataset], cache) -> int:
+def export_proposal_file(path: Path, sets: list[DetectionDataset], cache: ProposalCache) -> int:
     """Write every image of ``sets`` with its cached selective-search boxes (file order = selective search's
     ranking) to an external-proposal file; images missing from the cache are computed. Returns the image count."""
     from harness.external_proposals import image_keys, save_proposal_file
