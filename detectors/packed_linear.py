@@ -19,12 +19,15 @@ and never copied or pickled.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
+@functools.cache  # a property of the build: looked up once, not on every forward
 def packed_path_available() -> bool:
     """Whether this PyTorch build has the oneDNN inner-product ops the packed path calls."""
     return (
