@@ -67,13 +67,15 @@ class PrecomputedProposals(nn.Module):
         self.top_n, self.min_size = top_n, min_size
 
     def forward(
-        self, images: ImageBatch, features: Tensor, targets: list[dict] | None
+        self, images: ImageBatch, features: Tensor, targets: list[dict] | None, *, top_n: int | None = None
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """The targets' ``proposals``, clipped, small boxes dropped, the first ``top_n`` (default: ``self.top_n``)."""
+        limit = self.top_n if top_n is None else top_n
         if targets is None or any("proposals" not in t for t in targets):
             raise ValueError("precomputed proposals need target['proposals'] for every image")
         out = []
         for target, size in zip(targets, images.image_sizes):
             boxes = clip_boxes_to_image(target["proposals"].to(features.device, torch.float32), size)
-            boxes = boxes[remove_small_boxes(boxes, self.min_size)][: self.top_n]
+            boxes = boxes[remove_small_boxes(boxes, self.min_size)][:limit]
             out.append(boxes)
         return out, {}

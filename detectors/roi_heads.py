@@ -16,10 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align, roi_pool
+from torchvision.ops import (
+    batched_nms,
+    clip_boxes_to_image,
+    remove_small_boxes,
+    roi_align,
+    roi_pool,
+)
 
 from .box_ops import BoxCoder, Matcher, match_to_gt, sample_balanced
-
 
 # Below this many RoIs a thread hand-off costs more than it saves (RoI max pooling).
 PARALLEL_MIN_ROIS = 64

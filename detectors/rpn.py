@@ -87,12 +87,14 @@ class RegionProposalNetwork(nn.Module):
         self.ignore_cross_boundary, self.box_weight = ignore_cross_boundary, box_weight
 
     def forward(
-        self, images: ImageBatch, features: Tensor, targets: list[dict] | None
+        self, images: ImageBatch, features: Tensor, targets: list[dict] | None, *, top_n: int | None = None
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """Proposals per image (at most ``top_n``, default the mode's post-NMS top-N) and, in training, losses."""
         logits, deltas = self.head(features)
         anchors = self.anchor_generator(features.shape[-2:], features.device)
         mode = "train" if self.training else "test"
-        proposals = self.filter_proposals(anchors, logits.detach(), deltas.detach(), images.image_sizes, mode)
+        proposals = self.filter_proposals(anchors, logits.detach(), deltas.detach(), images.image_sizes, mode,
+                                          top_n=top_n)
         losses: dict[str, Tensor] = {}
         if self.training:
             if targets is None:
@@ -101,9 +103,11 @@ class RegionProposalNetwork(nn.Module):
         return proposals, losses
 
     def filter_proposals(
-        self, anchors: Tensor, logits: Tensor, deltas: Tensor, image_sizes: list[tuple[int, int]], mode: str
+        self, anchors: Tensor, logits: Tensor, deltas: Tensor, image_sizes: list[tuple[int, int]], mode: str,
+        *, top_n: int | None = None,
     ) -> list[Tensor]:
         """Decode, clip, drop tiny boxes, top-N by score, NMS, top-N again (paper, 3.3)."""
+        post_nms = self.post_nms_top_n[mode] if top_n is None else top_n
         out = []
         for i, size in enumerate(image_sizes):
             scores = logits[i]
@@ -114,7 +118,7 @@ class RegionProposalNetwork(nn.Module):
             boxes, scores = boxes[keep], scores[keep]
             # batched_nms with one group is plain NMS (torchvision.ops)
             keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms_thresh)
-            out.append(boxes[keep[: self.post_nms_top_n[mode]]])
+            out.append(boxes[keep[:post_nms]])
         return out
 
     def label_anchors(self, anchors: Tensor, target: dict, size: tuple[int, int]) -> tuple[Tensor, Tensor]:

@@ -85,10 +85,12 @@ class TwoStageDetector(nn.Module):
         return ImageBatch(batch, sizes)
 
     @torch.no_grad()
-    def propose(self, images: list[Tensor], targets: list[dict] | None = None) -> list[Tensor]:
-        """Proposals alone (in eval mode: the test-time top-N), for proposal-recall curves."""
+    def propose(
+        self, images: list[Tensor], targets: list[dict] | None = None, *, top_n: int | None = None
+    ) -> list[Tensor]:
+        """Proposals alone (in eval mode: the test-time top-N, or ``top_n``), for proposal-recall curves."""
         batch = self.batch_images(images)
-        proposals, _ = self.proposal_source(batch, self.body(batch.tensors), targets)
+        proposals, _ = self.proposal_source(batch, self.body(batch.tensors), targets, top_n=top_n)
         return proposals
 
     def forward(

@@ -1,10 +1,10 @@
 """4-step alternating training: each step changes only the parameters it should."""
 import torch
 
-from harness.alternating import FrozenRPNProposals, train_alternating
-from harness.builder import build_model
 from harness.config import build_config
 from harness.data import SyntheticConfig, build_dataset, collate, training_target
+from harness.run.builder import build_model
+from harness.train.alternating import FrozenRPNProposals, train_alternating
 
 
 def _snapshot(module):

@@ -3,11 +3,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.builder import build_model
 from harness.cli import app
 from harness.config import ConfigError, build_config
-from harness.engine import predict, train
-from harness.runner import build_datasets
+from harness.run.builder import build_model
+from harness.run.runner import build_datasets
+from harness.train.engine import predict, train
 
 
 def _setup(amp: bool):

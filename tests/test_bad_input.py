@@ -14,14 +14,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dirty_data import (
+    add_voc_image,
+    exif_rotated_jpeg,
+    image,
+    jpeg_bytes,
+    voc_run,
+    write_voc,
+)
 from typer.testing import CliRunner
 
-from dirty_data import add_voc_image, exif_rotated_jpeg, image, jpeg_bytes, voc_run, write_voc
 from harness.cli import app
 from harness.config import TrainConfig
 from harness.data import DatasetError, VOCDataset, build_dataset
 from harness.data.imageio import jpeg_is_complete, read_rgb
-from harness.engine import _batches, epoch_loader
+from harness.train.engine import _batches, epoch_loader
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ import json
 import torch
 from typer.testing import CliRunner
 
-from harness.bench import fresh_models
+from harness.bench.faster import fresh_models
 from harness.cli import app
 from harness.config import build_config
-from harness.flops import count_stage_flops
+from harness.evaluation.flops import count_stage_flops
 
 TINY = ["--set", "data.synthetic.train_images=2", "--set", "data.synthetic.test_images=2",
         "--set", "data.min_size=96", "--set", "data.max_size=128"]

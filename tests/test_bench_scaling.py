@@ -4,7 +4,7 @@ import json
 import torch
 from typer.testing import CliRunner
 
-from harness.bench_scaling import run_scaling_bench
+from harness.bench.scaling import run_scaling_bench
 from harness.cli import app
 from harness.config import build_config
 

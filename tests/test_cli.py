@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.run.schema import record_problems
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 runner = CliRunner()
@@ -18,6 +19,7 @@ def test_run_writes_a_valid_record(tmp_path, tiny_run_args):
     assert len(lines) == 1
     rec = json.loads(lines[0])
     assert rec["status"] == "ok" and rec["schema_version"] == 1 and rec["detector"] == "faster"
+    assert record_problems(rec) == []  # every key the runner writes is in the one schema
     for key in ("run_id", "config", "git_sha", "versions", "device", "metrics", "timing", "memory", "disk",
                 "started", "finished", "init", "profile", "seed", "dataset", "backbone"):
         assert key in rec

@@ -1,6 +1,12 @@
 import pytest
 
-from harness.config import ConfigError, apply_overrides, build_config, config_keys, parse_set_options
+from harness.config import (
+    ConfigError,
+    apply_overrides,
+    build_config,
+    config_keys,
+    parse_set_options,
+)
 
 
 def test_defaults_are_the_cpu_profile():

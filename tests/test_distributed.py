@@ -87,7 +87,7 @@ def test_peer_rank_failure_is_recorded_by_rank_0(tmp_path, tiny_run_args):
 def test_peer_failures_ignore_other_launches_and_stale_files(tmp_path, monkeypatch):
     import time
 
-    from harness import distributed
+    from harness.run import distributed
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "old-launch")
     monkeypatch.setenv("RANK", "1")
@@ -118,7 +118,7 @@ def test_torchrun_refuses_rcnn_clearly(tmp_path, tiny_run_args):
 
 def test_resume_refuses_another_number_of_processes():
     from harness.config import ConfigError
-    from harness.engine import TrainResult, _restore
+    from harness.train.engine import TrainResult, _restore
 
     state = {"world_size": 2, "model": {}, "optimizer": {}, "scheduler": {}, "epoch": 1, "iterations": 1, "rng": {}}
     with pytest.raises(ConfigError, match="2 process"):
@@ -126,9 +126,9 @@ def test_resume_refuses_another_number_of_processes():
 
 
 def test_resume_gives_each_rank_its_own_rng(monkeypatch):
-    from harness import distributed
-    from harness.engine import TrainResult, _restore
-    from harness.seeding import rng_state
+    from harness.run import distributed
+    from harness.run.seeding import rng_state
+    from harness.train.engine import TrainResult, _restore
 
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -12,14 +12,9 @@ import torch
 from pycocotools.cocoeval import COCOeval
 
 from harness.data.base import BACKGROUND, make_target
-from harness.evaluation import (
-    coco_ground_truth,
-    evaluate_detections,
-    to_coco_results,
-    voc_ap,
-    voc_eval_class,
-    write_coco_results,
-)
+from harness.evaluation.coco import coco_ground_truth, to_coco_results, write_coco_results
+from harness.evaluation.detection import evaluate_detections
+from harness.evaluation.voc import voc_ap, voc_eval_class
 
 CLASSES = (BACKGROUND, "cat", "dog")
 # Four disjoint 40x40 boxes (area 1600: COCO "medium") and one far-off box.

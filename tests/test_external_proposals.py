@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from harness.data import SyntheticConfig, build_dataset
-from harness.external_proposals import FileProposals, ProposalFileError, image_keys, load_proposal_file, save_proposal_file
+from harness.proposals.external import (
+    FileProposals,
+    ProposalFileError,
+    image_keys,
+    load_proposal_file,
+    save_proposal_file,
+)
 
 TINY = SyntheticConfig(train_images=2, val_images=0, test_images=1, image_size=64, seed=1)
 

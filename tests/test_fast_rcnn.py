@@ -8,11 +8,11 @@ from typer.testing import CliRunner
 
 from detectors.proposals import PrecomputedProposals
 from detectors.selective_search import SelectiveSearchParams, selective_search
-from harness.builder import build_model
 from harness.cli import app
 from harness.config import ConfigError, build_config
 from harness.data import SyntheticConfig, build_dataset, training_target
-from harness.evaluation import evaluate_detections
+from harness.evaluation.detection import evaluate_detections
+from harness.run.builder import build_model
 
 runner = CliRunner()
 TINY = [
@@ -125,7 +125,7 @@ def test_cli_proposals_then_run_fast_writes_a_complete_record(tmp_path):
 
 
 def test_cli_run_fast_on_an_external_file(tmp_path):
-    from harness.external_proposals import save_proposal_file
+    from harness.proposals.external import save_proposal_file
 
     boxes = {f"{split}/{i}": [[0, 0, 48, 48], [10, 10, 90, 90], [30, 20, 96, 80]]
              for split, n in (("train", 4), ("test", 2)) for i in range(n)}
@@ -156,10 +156,10 @@ def test_cli_bad_proposal_settings_exit_2(tmp_path, extra, message):
 
 def test_cli_exported_proposals_run_without_selective_search(tmp_path, monkeypatch):
     """`proposals --export` writes the cached boxes as an external file; a run on it never searches."""
-    import harness.proposals
-    from harness.external_proposals import load_proposal_file
-    from harness.proposal_cache import ProposalCache, image_digest
-    from harness.proposal_stage import selective_search_params
+    import harness.proposals.precompute
+    from harness.proposals.cache import ProposalCache, image_digest
+    from harness.proposals.external import load_proposal_file
+    from harness.proposals.stage import selective_search_params
 
     cache_dir = tmp_path / "cache"
     cache = ["--set", f"proposals.cache_dir={cache_dir}"]
@@ -183,7 +183,7 @@ def test_cli_exported_proposals_run_without_selective_search(tmp_path, monkeypat
     def no_search(*args, **kwargs):
         raise AssertionError("selective search ran")
 
-    monkeypatch.setattr(harness.proposals, "selective_search", no_search)
+    monkeypatch.setattr(harness.proposals.precompute, "selective_search", no_search)
     result = runner.invoke(app, ["run", "--detector", "fast", "--results", str(tmp_path), *TINY, "--set",
                                  "test.svd=false", "--set", "proposals.source=file", "--set", f"proposals.file={path}"])
     assert result.exit_code == 0, result.output

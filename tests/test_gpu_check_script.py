@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.external_proposals import save_proposal_file
+from harness.proposals.external import save_proposal_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.presets import PRESETS, resolve
+from harness.config.presets import PRESETS, resolve
 
 runner = CliRunner()
 

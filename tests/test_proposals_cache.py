@@ -3,11 +3,21 @@ import numpy as np
 import pytest
 import torch
 
-import harness.proposals as proposals_mod
+import harness.proposals.precompute as proposals_mod
 from detectors.selective_search import SelectiveSearchParams
 from harness.data import SyntheticConfig, build_dataset
-from harness.proposal_cache import CacheEntry, ProposalCache, decode_entry, encode_entry, image_digest
-from harness.proposals import SelectiveSearchProvider, lookup_or_compute, precompute
+from harness.proposals.cache import (
+    CacheEntry,
+    ProposalCache,
+    decode_entry,
+    encode_entry,
+    image_digest,
+)
+from harness.proposals.precompute import (
+    SelectiveSearchProvider,
+    lookup_or_compute,
+    precompute,
+)
 
 PARAMS = SelectiveSearchParams(image_min_size=64, image_max_size=96, max_proposals=100)
 TINY = SyntheticConfig(train_images=3, val_images=0, test_images=2, image_size=64, seed=5)
@@ -141,7 +151,7 @@ def test_worker_heap_keeps_freed_memory():
     # reuse their freed buffers; without it every search faults fresh pages in
     script = (
         "import resource, sys, cv2, numpy as np\n"
-        "from harness.proposals import retain_freed_memory\n"
+        "from harness.proposals.precompute import retain_freed_memory\n"
         "from detectors.selective_search import selective_search, SelectiveSearchParams\n"
         "cv2.setNumThreads(1)\n"
         "if sys.argv[1] == 'tuned': assert retain_freed_memory()\n"
@@ -178,7 +188,7 @@ def test_provider_attaches_proposals_that_move_with_the_image(tmp_path, counted)
 
 
 def test_bench_record_has_both_figures(tmp_path):
-    from harness.proposal_bench import bench_proposals
+    from harness.bench.proposals import bench_proposals
 
     test = build_dataset("synthetic", "test", min_size=64, max_size=96, synthetic=TINY)
     record = bench_proposals([test], PARAMS, workers=2, repeats=1)

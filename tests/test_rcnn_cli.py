@@ -4,6 +4,7 @@ import json
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.run.schema import record_problems
 
 runner = CliRunner()
 
@@ -28,6 +29,7 @@ def test_rcnn_run_records_stages_and_disk_and_reuses_its_cache(tmp_path, tiny_ru
     first, second = (json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines())
     for rec in (first, second):
         assert rec["status"] == "ok" and rec["detector"] == "rcnn"
+        assert record_problems(rec) == []  # every key R-CNN's stages write is in the one schema
         assert rec["metrics"]["map50_voc07"] is not None
         assert set(rec["metrics"]["per_class"]) == {"disc", "box", "triangle"}
         timing = rec["timing"]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import harness.rcnn_features as rcnn_features
+import harness.train.rcnn_features as rcnn_features
 from harness.cli import app
-from harness.rcnn_train import MODEL_FILE
+from harness.train.rcnn import MODEL_FILE
 
 runner = CliRunner()
 RUN = ["run", "--detector", "rcnn", "--epochs", "2", "--set", "data.synthetic.train_images=4",

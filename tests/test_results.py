@@ -1,8 +1,8 @@
 import json
 import multiprocessing as mp
 
-from harness.results import append_record, read_records
-from harness.timing import StageTimer, summarize
+from harness.evaluation.timing import StageTimer, summarize
+from harness.run.results import append_record, read_records
 
 
 def _writer(path, n, tag):

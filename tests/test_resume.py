@@ -16,15 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import TINY_RUN
 from typer.testing import CliRunner
 
-from dirty_data import TINY_RUN
-from harness.builder import build_model
-from harness.checkpoint import CHECKPOINT_FILE, CheckpointError, config_differences, load_checkpoint, prepare_resume
 from harness.cli import app
 from harness.config import build_config, parse_set_options, to_dict
-from harness.engine import seed_everything, train
-from harness.runner import build_datasets
+from harness.run.builder import build_model
+from harness.run.checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    config_differences,
+    load_checkpoint,
+    prepare_resume,
+)
+from harness.run.runner import build_datasets
+from harness.run.seeding import seed_everything
+from harness.train.engine import train
 
 EPOCHS = ["--epochs", "3"]
 runner = CliRunner()

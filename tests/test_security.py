@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import TINY_RUN, add_voc_image, image, jpeg_bytes, write_voc
 from typer.testing import CliRunner
 
-from dirty_data import TINY_RUN, add_voc_image, jpeg_bytes, image, write_voc
 from detectors.backbones import build_backbone, load_state_dict_file
-from harness.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 from harness.cli import app
 from harness.data import COCODataset, DatasetError, VOCDataset, build_dataset
+from harness.run.checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
 
 class _Payload:

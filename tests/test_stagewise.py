@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-import harness.stagewise as stagewise
-from harness.builder import build_model
+import harness.train.stagewise as stagewise
 from harness.config import ConfigError, build_config
-from harness.presets import BY_ID, resolve
+from harness.config.presets import BY_ID, resolve
+from harness.run.builder import build_model
 
 
 class TinySet(Dataset):

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import TINY_RUN
 from typer.testing import CliRunner
 
-import harness.checkpoint as checkpoint_module
-from dirty_data import TINY_RUN
-from harness.checkpoint import CHECKPOINT_FILE, save_checkpoint
+import harness.run.checkpoint as checkpoint_module
 from harness.cli import app
-from harness.results import append_record, read_records
-from harness.storage import StorageError, atomic_write
-
+from harness.run.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from harness.run.results import append_record, read_records
+from harness.run.storage import StorageError, atomic_write
 
 
 class _FullDisk(io.RawIOBase):

@@ -12,16 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import TINY_RUN
 from torch import nn
 from typer.testing import CliRunner
 
 import detectors.two_stage as two_stage
-from dirty_data import TINY_RUN
-from harness.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from harness.cli import app
 from harness.config import TrainConfig, build_config
 from harness.data import make_target
-from harness.engine import NonFiniteLossError, _check_finite_parameters, _train_step, make_optimizer, make_scheduler
+from harness.run.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from harness.train.engine import (
+    NonFiniteLossError,
+    _check_finite_parameters,
+    _train_step,
+    make_optimizer,
+    make_scheduler,
+)
 
 runner = CliRunner()
 

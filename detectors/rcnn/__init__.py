@@ -3,23 +3,19 @@
 - :mod:`.warp`: context padding and the vectorised crop-and-warp (``roi_align``);
 - :mod:`.network`: the shared backbone on crops, with pool5 / fc6 / fc7 taps;
 - :mod:`.model`: :class:`RCNN`, the common detector interface (fine-tuning loss, test path);
-- :mod:`.feature_cache`: the on-disk feature cache;
 - :mod:`.svm`: per-class linear SVMs with hard-negative mining;
 - :mod:`.bbox_reg`: class-specific ridge box regression on pool5.
 
-The stages are driven by :func:`harness.rcnn_train.train_rcnn`.
+The stages are driven by :func:`harness.train.rcnn.train_rcnn`; the on-disk feature cache is
+:mod:`harness.train.feature_cache`.
 """
-from .feature_cache import FeatureCache, FeatureCacheError, state_dict_digest
 from .model import CLASSIFIERS, RCNN
 from .network import LAYERS, RegionCNN, split_box_head
 
 __all__ = [
     "CLASSIFIERS",
-    "FeatureCache",
-    "FeatureCacheError",
     "LAYERS",
     "RCNN",
     "RegionCNN",
     "split_box_head",
-    "state_dict_digest",
 ]

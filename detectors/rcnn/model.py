@@ -12,7 +12,7 @@ R-CNN is trained in stages, not end to end: the loss of this module is only the
 first stage, fine-tuning the (K+1)-way softmax on warped regions (section 2.3);
 the SVMs and box regressors are fitted afterwards on cached features and
 installed with :meth:`RCNN.set_svms` / :meth:`RCNN.set_box_regressors`
-(``harness.rcnn_train`` drives the stages). They are buffers, so they travel
+(``harness.train.rcnn`` drives the stages). They are buffers, so they travel
 with the state dict.
 
 Shape shorthand: B = images, R = regions, S = crop size, K = classes,
@@ -131,10 +131,12 @@ class RCNN(nn.Module):
         return boxes
 
     @torch.no_grad()
-    def propose(self, images: list[Tensor], targets: list[dict] | None = None) -> list[Tensor]:
-        """Proposals alone (the test-time top-N), for proposal-recall curves."""
+    def propose(
+        self, images: list[Tensor], targets: list[dict] | None = None, *, top_n: int | None = None
+    ) -> list[Tensor]:
+        """Proposals alone (the test-time top-N; at most ``top_n`` when given), for proposal-recall curves."""
         batch, sizes = self.normalize(images)
-        return self.proposals(batch, sizes, targets)
+        return [boxes[:top_n] for boxes in self.proposals(batch, sizes, targets)]
 
     def region_features(
         self, batch: Tensor, boxes: list[Tensor], layers: tuple[str, ...], *, timer: StageTimer = no_timer
@@ -227,7 +229,7 @@ class RCNN(nn.Module):
                 raise ValueError("targets are required in training")
             return self.finetune_losses(images, targets)
         if self.classifier == "svm" and not bool(self.svm_trained):
-            raise RuntimeError("R-CNN's SVMs are not trained yet: train with harness.rcnn_train.train_rcnn")
+            raise RuntimeError("R-CNN's SVMs are not trained yet: train with harness.train.rcnn.train_rcnn")
         with timer("warp"):
             batch, sizes = self.normalize(images)
         with timer("proposals"):

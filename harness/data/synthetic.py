@@ -41,7 +41,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
+from harness.data.base import (
+    BACKGROUND,
+    DetectionDataset,
+    Target,
+    Transform,
+    make_target,
+)
 from harness.data.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = (BACKGROUND, "disc", "box", "triangle")

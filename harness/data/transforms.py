@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.data.base import BOX_KEYS, Target, Transform
-from harness.seeding import derive_seed
+from harness.run.seeding import derive_seed
 
 
 class Compose:

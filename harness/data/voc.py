@@ -34,7 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
+from harness.data.base import (
+    BACKGROUND,
+    DetectionDataset,
+    Target,
+    Transform,
+    make_target,
+)
 from harness.data.errors import DatasetError
 from harness.data.imageio import check_size, read_rgb
 

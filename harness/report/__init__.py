@@ -1,7 +1,7 @@
 """``harness report``: one self-contained report (HTML or Markdown) of the run records.
 
 Public API: :func:`build_report`, :class:`NoRecordsError`, and
-:func:`harness.report.command.report_command` (the typer command).
+:func:`harness.cli.report.report_command` (the typer command).
 """
 from .build import build_report
 from .records import MalformedRecordWarning, NoRecordsError

@@ -1,7 +1,7 @@
 """Ablations: for every config key that varies across the ok runs of one
 detector on one dataset, the metric against the key, with error bars over seeds.
 
-Keys are the flattened ``config`` (``model.loss_box_weight``), plus the
+Keys are the flattened ``config`` (``model.box_weight``), plus the
 record's top-level ``backbone``, ``init`` and ``profile``. Seeds are the
 error-bar dimension, never an ablation axis; keys naming run-specific
 locations (``*_dir``, ``*_path``) are ignored.

@@ -14,107 +14,48 @@ R-CNN bench records have no ``kind``, only ``bench: "rcnn_cnn_stage"``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
-from . import plots
-from .blocks import DASH, Note, Section, Table, display_frame, fmt_int, fmt_num, fmt_text
-from .records import (BENCH_FILE, REPRODUCE_FILE, RecordSet, SideRecord, detector_label, get,
-                      init_kind, num, text)
-
-KIND_LABELS = {
-    "faster_vs_torchvision": "Faster R-CNN vs torchvision (harness bench)",
-    "rcnn_cnn_stage": "R-CNN CNN stage (harness bench-rcnn)",
-    "selective_search_proposals": "Selective search (harness bench-proposals)",
-    "scaling": "Scaling (harness bench-scaling)",
-}
-FIGURE_LABELS = {
-    "inference_throughput_ours_over_torchvision": "inference throughput, ours / torchvision",
-    "training_throughput_ours_over_torchvision": "training throughput, ours / torchvision",
-    "inference_throughput_ours_roi_align_over_torchvision":
-        "inference throughput, ours with RoIAlign / torchvision",
-    "training_throughput_ours_roi_align_over_torchvision":
-        "training throughput, ours with RoIAlign / torchvision",
-    "eval_time_over_backbone_time": "test time / backbone-only time",
-    "fraction": "CNN-stage throughput (warp + CNN) / raw backbone throughput",
-    "parallel_speedup": "images/s with all workers / with 1 worker",
-    "hit_vs_recompute": "proposal-cache hit speed / searching again",
-    "disk_ratio": "R-CNN feature-cache growth with the training images",
-    "peak_rss_ratio": "R-CNN peak RSS growth with the training images",
-}
-SPEED_NAMES = {"ours_roi_align": "ours with RoIAlign", "backbone_only": "backbone alone"}
-NO_NETWORK = "selective_search_proposals"
-_TARGET = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
-_THROUGHPUT = re.compile(r"^(inference|training)_throughput_(.+)_over_(.+)$")
-
-
-# --------------------------------------------------------------------------- #
-# what a record was measured on
-# --------------------------------------------------------------------------- #
-def bench_kind(rec: dict[str, Any]) -> str:
-    return text(rec.get("kind")) or text(rec.get("bench")) or "unknown"
-
-
-def machine(rec: dict[str, Any]) -> str:
-    """``"cpu · AMD EPYC · 2 threads"``: device type, name and threads of a record."""
-    dev = rec.get("device")
-    if not isinstance(dev, dict):
-        return "device not recorded"
-    threads = num(dev.get("threads"))
-    parts = [text(dev.get("type")) or "unknown type",
-             text(dev.get("name")) or text(dev.get("cpu")) or "unnamed device",
-             f"{fmt_int(threads)} threads" if threads is not None else ""]
-    return " · ".join(p for p in parts if p)
-
-
-def backbone(rec: dict[str, Any]) -> str:
-    if bench_kind(rec) == NO_NETWORK:
-        return "n/a (no network)"
-    return (text(rec.get("backbone")) or text(get(rec, "config", "model", "backbone"))
-            or "not recorded")
-
-
-def init(rec: dict[str, Any]) -> str:
-    """``random`` or ``weights`` (a weights file), from ``init`` or the record's model config."""
-    if bench_kind(rec) == NO_NETWORK:
-        return "n/a"
-    if rec.get("init") is not None:
-        return init_kind(rec["init"]) or "not recorded"
-    model = get(rec, "config", "model")
-    if isinstance(model, dict) and "weights" in model:
-        return "weights" if model["weights"] else "random"
-    return "not recorded"
-
-
-def setting(rec: dict[str, Any]) -> tuple[str, str, str, str]:
-    return bench_kind(rec), machine(rec), backbone(rec), init(rec)
-
-
-def latest_by(records: list[SideRecord],
-              key: Callable[[dict[str, Any]], Hashable]) -> list[tuple[SideRecord, int]]:
-    """The last record (in file order) of each key, with the number of records of that key."""
-    last: dict[Hashable, SideRecord] = {}
-    counts: dict[Hashable, int] = {}
-    for side in records:
-        k = key(side.record)
-        last[k] = side
-        counts[k] = counts.get(k, 0) + 1
-    return [(last[k], counts[k]) for k in sorted(last, key=_sort_key)]
-
-
-def _sort_key(key: Hashable) -> tuple:
-    parts = key if isinstance(key, tuple) else (key,)
-    kinds = list(KIND_LABELS)
-    first = kinds.index(parts[0]) if parts and parts[0] in kinds else len(kinds)
-    return (first, *[str(p) for p in parts])
-
+from .bench_common import (
+    FIGURE_LABELS,
+    KIND_LABELS,
+    NO_NETWORK,
+    SPEED_NAMES,
+    as_dict,
+    bench_kind,
+    device_columns,
+    latest_by,
+    machine,
+    setting,
+    table_or_note,
+)
+from .bench_curves import scaling_block
+from .blocks import (
+    DASH,
+    Note,
+    Section,
+    fmt_int,
+    fmt_num,
+    fmt_text,
+)
+from .records import (
+    BENCH_FILE,
+    REPRODUCE_FILE,
+    RecordSet,
+    SideRecord,
+    get,
+    num,
+    text,
+)
 
 # --------------------------------------------------------------------------- #
 # figures and targets
 # --------------------------------------------------------------------------- #
+_TARGET = re.compile(r"^\s*(>=|<=|>|<|=)?\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+_THROUGHPUT = re.compile(r"^(inference|training)_throughput_(.+)_over_(.+)$")
+
 @dataclass(frozen=True)
 class BenchFigure:
     name: str
@@ -151,19 +92,15 @@ def meets(value: float | None, target: str | None) -> bool | None:
             "<": value < bound, "=": value == bound}[m.group(1) or ">="]
 
 
-def _dict(x: Any) -> dict[str, Any]:
-    return x if isinstance(x, dict) else {}
-
-
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
 def _ratio_figures(rec: dict[str, Any], detail: Callable[[str], str]) -> list[BenchFigure]:
-    targets, met = _dict(rec.get("targets")), _dict(rec.get("met"))
+    targets, met = as_dict(rec.get("targets")), as_dict(rec.get("met"))
     return [BenchFigure(str(k), num(v), target_text(targets.get(k)),
                         met.get(k) if isinstance(met.get(k), bool) else None, detail(str(k)))
-            for k, v in _dict(rec.get("ratios")).items()]
+            for k, v in as_dict(rec.get("ratios")).items()]
 
 
 def _image_text(rec: dict[str, Any]) -> str:
@@ -174,7 +111,7 @@ def _image_text(rec: dict[str, Any]) -> str:
 
 
 def _faster_detail(rec: dict[str, Any], name: str) -> str:
-    speed = _dict(rec.get("speed"))
+    speed = as_dict(rec.get("speed"))
     m = _THROUGHPUT.match(name)
     if m:
         key, unit = (("infer_s_per_img", "s/img") if m.group(1) == "inference"
@@ -231,7 +168,7 @@ def _rcnn_figures(rec: dict[str, Any]) -> list[BenchFigure]:
 
 
 def _scaling_figures(rec: dict[str, Any]) -> list[BenchFigure]:
-    growth = _dict(rec.get("rcnn_growth"))
+    growth = as_dict(rec.get("rcnn_growth"))
     points = rec.get("rcnn_disk_vs_images")
     sizes = [num(get(p, "train_images")) for p in (points if isinstance(points, list) else [])]
     span = f" ({fmt_int(sizes[0])} → {fmt_int(sizes[-1])})" if sizes else ""
@@ -254,14 +191,6 @@ def figures(rec: dict[str, Any]) -> list[BenchFigure]:
     return _ratio_figures(rec, lambda name: "")
 
 
-# --------------------------------------------------------------------------- #
-# the figures table
-# --------------------------------------------------------------------------- #
-def _device_columns(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"device_type": text(get(rec, "device", "type")),
-            "device_name": text(get(rec, "device", "name")),
-            "device_threads": num(get(rec, "device", "threads"))}
-
 
 def _figure_rows(side: SideRecord, n: int) -> tuple[list[dict], list[dict]]:
     rec = side.record
@@ -274,19 +203,11 @@ def _figure_rows(side: SideRecord, n: int) -> tuple[list[dict], list[dict]]:
                      "Backbone": bb, "Init": ini, "Detail": f.detail or DASH,
                      "Finished": fmt_text(rec.get("finished")), "Records": str(n)})
         data.append({"kind": kind, "figure": f.name, "value": f.value, "target": f.target,
-                     "met": f.met, **_device_columns(rec), "backbone": bb, "init": ini,
+                     "met": f.met, **device_columns(rec), "backbone": bb, "init": ini,
                      "detail": f.detail, "finished": text(rec.get("finished")),
                      "git_sha": text(rec.get("git_sha")), "records": n, "source": side.source})
     return rows, data
 
-
-def _table_or_note(sec: Section, rows: list[dict], data: list[dict], empty: str, slug: str, title: str,
-                   caption: str) -> None:
-    """The rows as one table (display strings, raw values for the CSV), or ``empty`` as a note."""
-    if not rows:
-        sec.add(Note(empty))
-        return
-    sec.add(Table(slug, title, display_frame(rows, list(rows[0])), pd.DataFrame(data), caption))
 
 
 def _figures_block(sec: Section, rs: RecordSet) -> None:
@@ -300,127 +221,12 @@ def _figures_block(sec: Section, rs: RecordSet) -> None:
         r, d = _figure_rows(side, n)
         rows += r
         data += d
-    _table_or_note(sec, rows, data, f"{len(rs.bench)} bench record(s), none with a figure this report knows.",
+    table_or_note(sec, rows, data, f"{len(rs.bench)} bench record(s), none with a figure this report knows.",
                    "bench_figures", "Latest bench figures per machine, backbone and init",
                    "The latest record of each benchmark per machine (device type · name · "
                    "threads), backbone and init; Records = how many records of that setting "
                    "there are. Values are ratios (higher is better, except the time ratios "
                    "whose target says <=); Result compares Value with Target.")
-
-
-# --------------------------------------------------------------------------- #
-# scaling curves
-# --------------------------------------------------------------------------- #
-@dataclass(frozen=True)
-class CurveSpec:
-    panel: str
-    detector: str
-    path: tuple[str, ...]  # where the list of points is in the record
-    x_key: str
-    x_label: str
-    x_unit: str
-    y_key: str
-    y_label: str
-    y_unit: str
-    y_scale: float = 1.0
-    log: bool = False  # both axes: R-CNN's times are ~100x Fast R-CNN's
-
-
-_PROPOSALS_X = "proposals per image (log scale)"
-_PROPOSALS_Y = "network time per test image (s, median, log scale)"
-_RCNN_X = "training images"
-CURVES = [
-    CurveSpec("Test time vs proposals per image", "fast", ("test_time_vs_proposals", "fast"),
-              "proposals", _PROPOSALS_X, "proposals/img", "s_per_img", _PROPOSALS_Y, "s/img",
-              log=True),
-    CurveSpec("Test time vs proposals per image", "rcnn", ("test_time_vs_proposals", "rcnn"),
-              "proposals", _PROPOSALS_X, "proposals/img", "s_per_img", _PROPOSALS_Y, "s/img",
-              log=True),
-    CurveSpec("Faster R-CNN test time vs image size", "faster", ("faster_time_vs_image_size",),
-              "min_size", "shorter image side (px)", "px", "s_per_img",
-              "test time per image (s, median, RPN included)", "s/img"),
-    CurveSpec("R-CNN feature cache vs training images", "rcnn", ("rcnn_disk_vs_images",),
-              "train_images", _RCNN_X, "images", "feature_cache_bytes",
-              "feature cache on disk (MB)", "MB", 1e-6),
-    CurveSpec("R-CNN peak RSS vs training images", "rcnn", ("rcnn_disk_vs_images",),
-              "train_images", _RCNN_X, "images", "peak_rss_bytes",
-              "peak resident memory of the run (MiB)", "MiB", 1 / 2 ** 20),
-]
-
-
-def curve_points(rec: dict[str, Any], spec: CurveSpec) -> list[tuple[float, float]]:
-    points = get(rec, *spec.path)
-    out = []
-    for p in points if isinstance(points, list) else []:
-        x, y = num(get(p, spec.x_key)), num(get(p, spec.y_key))
-        if x is not None and y is not None:
-            out.append((x, y * spec.y_scale))
-    return sorted(out)
-
-
-def _panels(rec: dict[str, Any]) -> list[plots.LinePanel]:
-    panels: dict[str, plots.LinePanel] = {}
-    for spec in CURVES:
-        pts = curve_points(rec, spec)
-        if not pts:
-            continue
-        panel = panels.setdefault(spec.panel, plots.LinePanel(
-            spec.panel, spec.x_label, spec.y_label, [], spec.log, spec.log))
-        panel.lines.append(plots.Line(detector_label(spec.detector), spec.detector,
-                                      [x for x, _ in pts], [y for _, y in pts]))
-    return list(panels.values())
-
-
-def _fmt_x(x: float) -> str:
-    return fmt_int(x) if float(x).is_integer() else fmt_num(x)
-
-
-def _point_rows(side: SideRecord) -> tuple[list[dict], list[dict]]:
-    rec = side.record
-    _, where, bb, ini = setting(rec)
-    rows, data = [], []
-    for spec in CURVES:
-        for x, y in curve_points(rec, spec):
-            rows.append({"Machine": where, "Backbone": bb, "Init": ini, "Curve": spec.panel,
-                         "Detector": detector_label(spec.detector),
-                         "x": f"{_fmt_x(x)} {spec.x_unit}", "y": f"{fmt_num(y)} {spec.y_unit}"})
-            data.append({**_device_columns(rec), "backbone": bb, "init": ini,
-                         "curve": spec.panel, "detector": spec.detector, "x": x,
-                         "x_unit": spec.x_unit, "y": y, "y_unit": spec.y_unit,
-                         "finished": text(rec.get("finished")), "source": side.source})
-    return rows, data
-
-
-def _scaling_caption(side: SideRecord) -> str:
-    rec = side.record
-    _, where, bb, ini = setting(rec)
-    return (f"Measured on {where}; backbone {bb}, {ini} init; "
-            f"{fmt_int(rec.get('images_per_point'))} test image(s) × "
-            f"{fmt_int(rec.get('repeats'))} pass(es) per time point; "
-            f"finished {fmt_text(rec.get('finished'))} ({side.source}).")
-
-
-def _scaling_block(sec: Section, rs: RecordSet) -> None:
-    scaling = [s for s in rs.bench if bench_kind(s.record) == "scaling"]
-    if not scaling:
-        sec.add(Note("No scaling curves yet: harness bench-scaling records them."))
-        return
-    rows, data = [], []
-    for i, (side, _) in enumerate(latest_by(scaling, setting)):
-        _, where, bb, ini = setting(side.record)
-        sec.add(plots.line_panels(f"bench_scaling_{i + 1}",
-                                  f"Scaling on {where} ({bb}, {ini} init)",
-                                  _panels(side.record), _scaling_caption(side)))
-        notes = _dict(side.record.get("notes"))
-        if notes:
-            sec.add(Note("; ".join(f"{k}: {v}" for k, v in notes.items())))
-        r, d = _point_rows(side)
-        rows += r
-        data += d
-    _table_or_note(sec, rows, data, f"{len(scaling)} scaling record(s), none with a curve point.",
-                   "bench_scaling_points", "Scaling curves, point by point",
-                   "The latest scaling record per machine, backbone and init. MB = 10^6 bytes, "
-                   "MiB = 2^20 bytes.")
 
 
 # --------------------------------------------------------------------------- #
@@ -468,7 +274,7 @@ def _reproduce_row(side: SideRecord, n: int) -> tuple[dict, dict]:
            "Within stated": _within_text(rec), "Finished": fmt_text(rec.get("finished")),
            "Invocations": str(n)}
     data = {"preset": text(rec.get("preset")), "scale": text(rec.get("scale")),
-            **_device_columns(rec), "dataset": text(rec.get("dataset")),
+            **device_columns(rec), "dataset": text(rec.get("dataset")),
             **{k: num(rec.get(k)) for k in ("seeds", "runs", "ran", "skipped", "failed")},
             "complete": _complete(rec), "wall_minutes": num(rec.get("wall_minutes")),
             "stated_minutes": num(rec.get("stated_minutes")), "within_stated": _within_text(rec),
@@ -485,7 +291,7 @@ def _reproduce_block(sec: Section, rs: RecordSet) -> None:
                                                 text(r.get("scale")) or "unknown"))
     pairs = [_reproduce_row(side, n) for side, n in latest]
     rows, data = [p[0] for p in pairs], [p[1] for p in pairs]
-    _table_or_note(sec, rows, data, "no preset wall time", "bench_reproduce_wall_time",
+    table_or_note(sec, rows, data, "no preset wall time", "bench_reproduce_wall_time",
                    "Preset wall time against its stated time",
                    "The latest harness reproduce invocation per preset and scale. Stated times "
                    "are the presets' own estimates (cpu scale, 2 CPU cores); only an invocation "
@@ -499,6 +305,6 @@ def benchmarks(rs: RecordSet) -> Section:
                   "Figures of the bench commands (bench.jsonl) and the presets' wall times "
                   "(reproduce.jsonl), each with the machine it was measured on.")
     _figures_block(sec, rs)
-    _scaling_block(sec, rs)
+    scaling_block(sec, rs)
     _reproduce_block(sec, rs)
     return sec

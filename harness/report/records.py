@@ -25,9 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results import RECORDS_FILE as RUNS_FILE
-from harness.results import SkippedLine, scan_records
-
+from harness.run.results import RECORDS_FILE as RUNS_FILE
+from harness.run.results import SkippedLine, scan_records
 
 BENCH_FILE = "bench.jsonl"
 REPRODUCE_FILE = "reproduce.jsonl"

@@ -15,7 +15,7 @@ from .sections import mean_std
 
 def _preset_meta(preset_id: str) -> tuple[str, str, str, str]:
     """(paper, table, title, note) of a preset, or blanks for an unknown (older/newer) id."""
-    from harness.presets import BY_ID
+    from harness.config.presets import BY_ID
 
     p = BY_ID.get(preset_id)
     return (p.paper, p.table, p.title, p.note) if p else ("", "", preset_id, "")

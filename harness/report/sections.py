@@ -12,10 +12,29 @@ from typing import Any
 import pandas as pd
 
 from . import plots
-from .blocks import (DASH, Note, Section, Table, display_frame, fmt_bytes, fmt_int, fmt_num,
-                     fmt_pct, fmt_pm, fmt_text, slug)
+from .blocks import (
+    DASH,
+    Note,
+    Section,
+    Table,
+    display_frame,
+    fmt_bytes,
+    fmt_int,
+    fmt_num,
+    fmt_pct,
+    fmt_pm,
+    fmt_text,
+    slug,
+)
 from .published import methods_for
-from .records import KNOWN_VERSIONS, RecordSet, detector_label, detector_order, num, num_list
+from .records import (
+    KNOWN_VERSIONS,
+    RecordSet,
+    detector_label,
+    detector_order,
+    num,
+    num_list,
+)
 
 GROUP_KEYS = ["detector", "backbone", "dataset", "device_name"]
 _MISSING = "(unset)"

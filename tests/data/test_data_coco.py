@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import BACKGROUND, COCODataset, DatasetError, check_target, training_target
+from harness.data import (
+    BACKGROUND,
+    COCODataset,
+    DatasetError,
+    check_target,
+    training_target,
+)
 from harness.data.coco import coco_split_of
 
 

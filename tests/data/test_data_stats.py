@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.data import BACKGROUND, DetectionDataset, Target, dataset_stats, format_stats, make_target, stats_rows
+from harness.data import (
+    BACKGROUND,
+    DetectionDataset,
+    Target,
+    dataset_stats,
+    format_stats,
+    make_target,
+    stats_rows,
+)
 
 
 class _Tiny(DetectionDataset):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.builder import build_model
 from harness.config import build_config
 from harness.data import SyntheticConfig, build_dataset
+from harness.run.builder import build_model
 
 
 def jittered_proposals(boxes: torch.Tensor, height: int, width: int, *, per_box: int = 8, random: int = 16,

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from harness.builder import build_model
 from harness.config import build_config
+from harness.run.builder import build_model
 
 
 def _pair(detector):

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from harness.builder import build_model
 from harness.config import build_config
 from harness.data import SyntheticConfig, build_dataset, training_target
-from harness.evaluation import evaluate_detections
+from harness.evaluation.detection import evaluate_detections
+from harness.run.builder import build_model
 
 
 def _model(**overrides):

@@ -11,8 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from detectors.packed_linear import PackedLinear, pack_linears, packed_path_available
 from detectors.svd import compress_fc_layers
-from harness.builder import build_model
 from harness.config import apply_overrides, build_config
+from harness.run.builder import build_model
 
 pytestmark = pytest.mark.skipif(not packed_path_available(), reason="this PyTorch build has no oneDNN")
 

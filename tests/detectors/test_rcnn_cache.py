@@ -4,12 +4,12 @@ from collections import namedtuple
 
 import pytest
 import torch
-
-from detectors.rcnn import FeatureCache, FeatureCacheError
-from harness.config import ConfigError
-from harness.rcnn_features import extract_features, open_caches
-from harness.rcnn_train import train_rcnn, unflipped
 from rcnn_fixtures import tiny_dataset, tiny_rcnn
+
+from harness.config import ConfigError
+from harness.train.feature_cache import FeatureCache, FeatureCacheError
+from harness.train.rcnn import train_rcnn, unflipped
+from harness.train.rcnn_features import extract_features, open_caches
 
 KEY = {"checkpoint_sha256": "abc", "layer": "fc7"}
 

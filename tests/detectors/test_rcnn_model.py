@@ -1,11 +1,11 @@
 """R-CNN behind the common interface: fine-tuning mini-batches, the test path, the training stages."""
 import pytest
 import torch
+from rcnn_fixtures import jittered_proposals, tiny_dataset, tiny_rcnn
 from torchvision.ops import box_iou
 
 from harness.data import training_target
-from harness.rcnn_train import train_rcnn
-from rcnn_fixtures import jittered_proposals, tiny_dataset, tiny_rcnn
+from harness.train.rcnn import train_rcnn
 
 
 def _target(boxes, labels, height=96, width=128, seed=0):

@@ -1,7 +1,12 @@
 """Linear SVMs and hard-negative mining on toy features."""
 import torch
 
-from detectors.rcnn.svm import HARD_THRESH, fit_linear_svm, scale_for_norm, train_svms_with_mining
+from detectors.rcnn.svm import (
+    HARD_THRESH,
+    fit_linear_svm,
+    scale_for_norm,
+    train_svms_with_mining,
+)
 
 
 def separable(num_pos: int = 40, num_neg: int = 6000, dim: int = 12, gap: float = 3.0, seed: int = 0):

@@ -2,7 +2,12 @@ import torch
 from torch import nn
 
 from detectors.box_ops import BoxCoder
-from detectors.roi_heads import RoIHead, RoISampler, fast_rcnn_losses, postprocess_detections
+from detectors.roi_heads import (
+    RoIHead,
+    RoISampler,
+    fast_rcnn_losses,
+    postprocess_detections,
+)
 
 
 def _head(num_classes=3, pooler="roi_pool"):

@@ -3,7 +3,7 @@ import torch
 from detectors.anchors import AnchorGenerator
 from detectors.proposals import ImageBatch
 from detectors.rpn import RegionProposalNetwork, RPNHead
-from harness.evaluation import proposal_recall
+from harness.evaluation.detection import proposal_recall
 
 
 def test_cell_anchors_areas_and_ratios():

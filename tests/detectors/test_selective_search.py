@@ -3,7 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.selective_search import SelectiveSearchParams, search_scale, selective_search
+from detectors.selective_search import (
+    SelectiveSearchParams,
+    search_scale,
+    selective_search,
+)
 
 
 def _image(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:

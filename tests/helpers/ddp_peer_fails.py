@@ -1,13 +1,13 @@
 """Run under ``torchrun --nproc_per_node 2``: ``harness run`` in which rank 1 fails once training starts.
 
-Rank 1's ``harness.engine.train`` raises ``ValueError("boom on rank 1")``; rank 0 trains
+Rank 1's ``harness.train.engine.train`` raises ``ValueError("boom on rank 1")``; rank 0 trains
 normally until its collective breaks or torchrun stops it. Arguments: those of ``harness run``.
 """
 import os
 import sys
 
-from harness import engine, runner
 from harness.cli import app
+from harness.train import engine, schemes
 
 if os.environ.get("RANK") == "1":
 
@@ -15,7 +15,7 @@ if os.environ.get("RANK") == "1":
         raise ValueError("boom on rank 1")
 
     engine.train = failing_train
-    runner.train = failing_train  # the runner imported it by name
+    schemes.train = failing_train  # the fit table imported it by name
 
 if __name__ == "__main__":
     app(args=sys.argv[1:], prog_name="harness")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from harness import distributed
-from harness.builder import build_model
 from harness.config import build_config
-from harness.engine import epoch_loader, seed_everything, train
-from harness.seeding import rng_state
-from harness.runner import build_datasets
+from harness.run import distributed
+from harness.run.builder import build_model
+from harness.run.runner import build_datasets
+from harness.run.seeding import rng_state, seed_everything
+from harness.train.engine import epoch_loader, train
 
 
 def main(detector: str, out: Path) -> None:
@@ -28,7 +28,7 @@ def main(detector: str, out: Path) -> None:
         assert ranks.active and ranks.world_size == 2, ranks
         train_set, test_set = build_datasets(cfg)
         if detector == "fast":
-            from harness.proposal_stage import attach_proposals
+            from harness.proposals.stage import attach_proposals
 
             attach_proposals(cfg, train_set, test_set)
         seed_everything(cfg.seed + ranks.rank)  # different init per rank: DDP must broadcast rank 0's

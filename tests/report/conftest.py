@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
 from report_fixtures import make_records, write_runs
 
 

@@ -1,7 +1,7 @@
 """Hand-made run records for the report tests (imported by conftest.py and the tests).
 
 Seven records: R-CNN, Fast R-CNN and three Faster R-CNN runs (two seeds of
-``model.loss_box_weight = 1.0``, one of ``10.0``) that finished, one failed
+``model.box_weight = 1.0``, one of ``10.0``) that finished, one failed
 Faster R-CNN run and one interrupted R-CNN run with almost every field null.
 One class is named ``<script>alert(1)</script>`` to check escaping.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from harness.config import build_config, to_dict
 
 EVIL = "<script>alert(1)</script>"
 DEVICE = {"type": "cpu", "name": "AMD EPYC 7B13", "threads": 2}
@@ -18,13 +20,8 @@ VERSIONS = {"python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "ope
 
 def _record(run_id, detector, seed, *, map07, test_s, train_s, stages, disk=0, extra_cfg=None,
             status="ok", reason=None, per_class=None, proposal_recall=None, extrapolated=None):
-    config = {"model": {"anchor_sizes": [32, 64, 128], "loss_box_weight": 1.0,
-                        "rpn_pre_nms_top_n_test": 6000},
-              "train": {"epochs": 8, "lr": 0.01, "seed": seed, "out_dir": f"/tmp/{run_id}"},
-              "data": {"min_size": 192}}
-    for dotted, value in (extra_cfg or {}).items():
-        a, b = dotted.split(".")
-        config[a][b] = value
+    # the real resolved config of the detector (so a renamed config key fails these tests), seed as given
+    config = to_dict(build_config(detector=detector, overrides={"seed": seed, **(extra_cfg or {})}))
     per_class = per_class or {"disc": 0.7, EVIL: 0.3}
     rec = {
         "schema_version": 1, "run_id": run_id, "status": status, "reason": reason,
@@ -80,7 +77,7 @@ def make_records() -> list[dict]:
     faster1 = _record("r-faster-1", "faster", 1, map07=0.82, test_s=0.021, train_s=82.0,
                       stages=faster_stages, proposal_recall=rpn)
     faster10 = _record("r-faster-lbw10", "faster", 0, map07=0.78, test_s=0.019, train_s=79.0,
-                       stages=faster_stages, extra_cfg={"model.loss_box_weight": 10.0})
+                       stages=faster_stages, extra_cfg={"model.box_weight": 10.0})
     failed = _record("r-faster-failed", "faster", 2, map07=0.0, test_s=0.0, train_s=None,
                      stages={}, status="failed", reason="CUDA <b>out</b> of memory & more")
     failed["metrics"] = None

@@ -10,11 +10,19 @@ import warnings
 
 import pytest
 from PIL import Image
+from report_fixtures import (
+    _record,
+    make_bench_records,
+    make_records,
+    make_reproduce_records,
+    make_scaling_record,
+    write_jsonl,
+    write_runs,
+)
 
-from report_fixtures import (_record, make_bench_records, make_records,
-                             make_reproduce_records, make_scaling_record, write_jsonl, write_runs)
 from harness.report import MalformedRecordWarning, build_report
-from harness.report.benchmarks import _panels, meets, target_text
+from harness.report.bench_curves import _panels
+from harness.report.benchmarks import meets, target_text
 from harness.report.build import ReportSectionWarning
 from harness.report.records import load_records
 

@@ -8,8 +8,8 @@ import re
 
 import pandas as pd
 from PIL import Image
-
 from report_fixtures import EVIL, make_records, write_runs
+
 from harness.report import build_report
 from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
@@ -39,8 +39,8 @@ def test_expected_numbers(html_report):
         "51.2",          # R-CNN VOC07 mAP50 (%)
         "63.4",          # Fast R-CNN
         "80.0 ± 2.0",    # Faster R-CNN over its three ok runs
-        "81.0 ± 1.4",    # ablation: loss_box_weight 1.0, seeds 0 and 1
-        "78.0",          # ablation: loss_box_weight 10.0
+        "81.0 ± 1.4",    # ablation: box_weight 1.0, seeds 0 and 1
+        "78.0",          # ablation: box_weight 10.0
         "50.0×",         # measured test speed-up Fast vs R-CNN (2.5 s / 0.05 s)
         "10.0×",         # measured train speed-up Fast vs R-CNN (600 s / 60 s)
         "2.5×",          # measured test speed-up Faster vs Fast (0.05 s / 0.02 s)
@@ -51,7 +51,7 @@ def test_expected_numbers(html_report):
         "233 GiB",       # R-CNN extrapolation (250e9 bytes)
         "hundreds of GB",
         "AMD EPYC 7B13",
-        "model.loss_box_weight",
+        "model.box_weight",
         "0123456789ab",  # git SHA, shortened
     ]:
         assert expected in text, expected
@@ -109,7 +109,7 @@ def test_csv_per_table(html_report):
 
     ablations = _csv(out, "ablations.csv")
     assert {(r["key"], r["value"], r["runs"]) for r in ablations} == {
-        ("model.loss_box_weight", "1.0", "2"), ("model.loss_box_weight", "10.0", "1")}
+        ("model.box_weight", "1.0", "2"), ("model.box_weight", "10.0", "1")}
 
     runs = _csv(out, "provenance_runs.csv")
     assert len(runs) == len(make_records())
@@ -147,8 +147,9 @@ def test_published_reference_is_packaged():
 
 
 def test_reproductions_show_our_table_beside_the_papers(tmp_path):
-    from harness.report import build_report
     from report_fixtures import _record, write_runs
+
+    from harness.report import build_report
 
     recs = []
     for i, (row, lam_map) in enumerate([("lambda 1", 0.70), ("lambda 10", 0.74), ("lambda 10", 0.76)]):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import typer
+from report_fixtures import make_records, write_runs
 from typer.testing import CliRunner
 
-from report_fixtures import make_records, write_runs
-from harness.report.command import report_command
+from harness.cli.report import report_command
 
 
 def _app() -> typer.Typer:

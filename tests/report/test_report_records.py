@@ -5,8 +5,8 @@ import json
 import warnings
 
 import pytest
-
 from report_fixtures import make_records, write_runs
+
 from harness.report import MalformedRecordWarning, NoRecordsError, build_report
 from harness.report.blocks import fmt_bytes, fmt_num, fmt_pct, fmt_pm
 from harness.report.build import ReportSectionWarning

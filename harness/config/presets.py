@@ -1,0 +1,149 @@
+"""The papers' tables and ablations as runnable presets (``harness reproduce``).
+
+Each preset lists the rows of one published table as runs: a detector plus
+config overrides. Two scales:
+
+- ``paper``: the papers' settings (VGG16-class backbone, 600/1000 images, 2000
+  selective-search proposals, full schedules). Needs a GPU, VOC-format data and
+  an ImageNet weights file (``--weights``); ``needs`` says so.
+- ``cpu``: a documented reduction that runs on 2 CPU cores: the ``tiny``
+  backbone from random init on a smaller synthetic set (:data:`CPU_BASE`), the
+  cpu profile's image and anchor sizes. ``cpu_minutes`` is the expected wall time
+  of the whole preset on this project's 2-core machine (measured per detector,
+  see README "Reproducing the papers").
+
+Rows reuse the resumable sweep machinery, so a preset started again skips the
+rows that already have an ``ok`` record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import build_config
+from harness.config.sweep import SweepPoint
+
+# The cpu scale: 120 train / 40 test synthetic images, 6 epochs (about a minute a
+# Faster R-CNN run on 2 cores), 300 selective-search proposals per image.
+CPU_BASE: dict[str, Any] = {
+    "data.synthetic.train_images": 120,
+    "data.synthetic.test_images": 40,
+    "train.epochs": 6,
+    "proposals.max_proposals": 300,
+}
+PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
+# cpu-scale wall minutes per run (per training step for alternating / stage-wise rows): the medians
+# measured on the 2-core machine (faster 0.6, fast 0.8, rcnn 2.2 with fine-tuning, 2026-11-25)
+# plus about 40 % margin; `harness reproduce` records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 0.9, "fast": 1.2, "rcnn": 3.0}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of our table: a label, a detector, and what differs from the defaults."""
+
+    label: str
+    detector: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    paper_overrides: dict[str, Any] = field(default_factory=dict)  # only at paper scale
+    scheme_steps: int = 1  # 4 for alternating training: the run trains four times
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    paper: str  # as in published.csv's "paper" column
+    table: str  # as in published.csv's "table" column
+    title: str
+    rows: tuple[Row, ...]
+    note: str = ""
+
+    def cpu_minutes(self, seeds: int = 1) -> float:
+        return seeds * sum(MINUTES_PER_RUN[r.detector] * r.scheme_steps for r in self.rows)
+
+
+FAST = "Fast R-CNN (ICCV 2015)"
+FASTER = "Faster R-CNN (NIPS 2015)"
+RCNN = "R-CNN (CVPR 2014)"
+ALT = {"train.scheme": "alternating"}
+
+PRESETS: tuple[Preset, ...] = (
+    Preset("fast-table4", FAST, "Table 4", "R-CNN vs Fast R-CNN: train/test time and mAP, with and without SVD", (
+        Row("R-CNN", "rcnn"),
+        Row("Fast R-CNN (+ truncated SVD pass)", "fast", {"test.svd": True}),
+    ), note="Backbones S/M/L map to resnet18 / resnet50 / vgg16 at paper scale (--backbone); "
+            "the SVD row is a second test pass of the same Fast R-CNN run."),
+    Preset("fast-table5", FAST, "Table 5", "Which layers to fine-tune", (
+        Row("fine-tune all conv layers", "fast", {"model.freeze_stages": 0}, {"model.freeze_stages": 1}),
+        Row("freeze the first 2 stages (conv3_1 and up)", "fast", {"model.freeze_stages": 2}),
+        Row("freeze every conv stage (fc layers only)", "fast", {"model.freeze_stages": 4},
+            {"model.freeze_stages": 5}),
+    ), note="From random init (cpu scale) frozen stages stay random: the effect is larger than with ImageNet weights."),
+    Preset("fast-table6", FAST, "Table 6", "Multi-task vs classification-only training", (
+        Row("classification only, no box regression", "fast", {"model.cls_only": True}),
+        Row("stage-wise: L_cls, then box regression alone on the frozen net", "fast",
+            {"train.scheme": "stagewise"}, scheme_steps=2),
+        Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False}),
+    )),
+    Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs", (
+        Row("Fast R-CNN, softmax", "fast"),
+        Row("R-CNN, SVMs", "rcnn"),
+        Row("R-CNN, softmax", "rcnn", {"rcnn.classifier": "softmax"}),
+    )),
+    Preset("faster-table2", FASTER, "Table 2", "Selective search (2000) vs RPN (300); joint vs alternating", (
+        Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000}),
+        Row("Faster R-CNN (RPN 300, approximate joint)", "faster", {"model.rpn_post_nms_top_n_test": 300}),
+        Row("Faster R-CNN (RPN 300, 4-step alternating)", "faster", ALT, scheme_steps=4),
+    )),
+    Preset("faster-table3", FASTER, "Table 3", "Shared vs unshared convolutional features", (
+        Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4),
+    ), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
+    Preset("faster-table5", FASTER, "Table 5", "Timing including proposals", (
+        Row("Fast R-CNN + selective search", "fast"),
+        Row("Faster R-CNN (RPN)", "faster"),
+    )),
+    Preset("faster-table8", FASTER, "Table 8", "Anchor scales x ratios", tuple(
+        Row(label, "faster", {"model.anchor_sizes": sizes, "model.anchor_ratios": ratios},
+            {"model.anchor_sizes": tuple(4 * s for s in sizes)})
+        for label, sizes, ratios in (
+            ("1 scale, 1 ratio", (64.0,), (1.0,)),
+            ("1 scale, 3 ratios", (64.0,), (0.5, 1.0, 2.0)),
+            ("3 scales, 1 ratio", (32.0, 64.0, 128.0), (1.0,)),
+            ("3 scales, 3 ratios", (32.0, 64.0, 128.0), (0.5, 1.0, 2.0)),
+        )
+    ), note="Paper-scale anchors are 4x the cpu-scale ones (600 vs 192-pixel images: 128/256/512)."),
+    Preset("faster-table9", FASTER, "Table 9", "The RPN loss weight lambda", tuple(
+        Row(f"lambda {lam:g}", "faster", {"model.rpn_box_weight": lam / 10}) for lam in (0.1, 1.0, 10.0, 100.0)
+    ), note="model.rpn_box_weight = lambda / 10: our box term is normalised by the 256 sampled anchors, "
+            "the paper's by ~2400 anchor locations."),
+    Preset("rcnn-table2", RCNN, "Table 2", "R-CNN: layer x fine-tuning x box regression", tuple(
+        Row(f"{layer} {'fine-tuned' if ft else 'no fine-tune'}{' + bbox reg' if reg else ''}", "rcnn",
+            {"rcnn.feature_layer": layer, "rcnn.finetune": ft, "rcnn.bbox_reg": reg})
+        for layer, ft, reg in (
+            ("pool5", False, False), ("fc6", False, False), ("fc7", False, False),
+            ("pool5", True, False), ("fc6", True, False), ("fc7", True, False), ("fc7", True, True),
+        )
+    ), note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
+            "pipeline, not ImageNet transfer."),
+    Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
+        Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
+            # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)
+            **({"rcnn.max_proposals_test": None} if det == "rcnn" else {})})
+        for det in ("fast", "rcnn") for n in (100, 300, 1000, 2000)
+    )),
+)
+BY_ID = {p.id: p for p in PRESETS}
+
+
+def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any] | None = None) -> list[tuple[Row, SweepPoint]]:
+    """Every run of ``preset`` at ``scale`` as validated configs (raises ConfigError)."""
+    if scale not in ("cpu", "paper"):
+        raise ValueError(f"scale must be cpu or paper, got {scale!r}")
+    out = []
+    for row in preset.rows:
+        for seed in range(seeds):
+            overrides = {**(CPU_BASE if scale == "cpu" else {}), **row.overrides,
+                         **(row.paper_overrides if scale == "paper" else {}), **(extra or {}), "seed": seed}
+            cfg = build_config(detector=row.detector, profile=scale, overrides=overrides)
+            out.append((row, SweepPoint(overrides, cfg)))
+    return out

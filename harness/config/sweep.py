@@ -1,0 +1,112 @@
+"""``harness sweep``: a grid of configs × seeds, every run recorded, resumable.
+
+A run is identified by the hash of its fully resolved config (seed included).
+A sweep started again skips every grid point that already has an ``ok`` record
+in the results file, so an interrupted sweep resumes where it stopped, and
+failed or interrupted points are run again.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, RunConfig, build_config, config_keys, to_dict
+from harness.run.results import jsonable, read_records
+
+
+def config_hash(config: dict[str, Any] | RunConfig) -> str:
+    """Stable hash of a resolved config (as stored in a record, or as a RunConfig)."""
+    if isinstance(config, RunConfig):
+        config = to_dict(config)
+    text = json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """``["train.lr=0.01,0.02", "model.anchor_sizes=32,64;64,128"]`` → key → values.
+
+    Values are separated by commas, or by semicolons when any is present (for keys
+    whose single value is itself a comma list, like anchor sizes).
+    """
+    keys = config_keys()
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid expects key=v1,v2,..., got {item!r}")
+        key, values = (part.strip() for part in item.split("=", 1))
+        if key not in keys:
+            raise ConfigError(f"unknown config key {key!r} in --grid; `harness config` lists every key")
+        if key == "seed":
+            raise ConfigError("use --seeds N rather than a grid over seed")
+        sep = ";" if ";" in values else ","
+        is_tuple = getattr(keys[key], "__origin__", None) is tuple
+        parts = [values] if (sep == "," and is_tuple) else [v.strip() for v in values.split(sep)]
+        grid[key] = [v for v in parts if v]
+        if not grid[key]:
+            raise ConfigError(f"--grid {key} has no values")
+    return grid
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    overrides: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def key(self) -> str:
+        return config_hash(self.config)
+
+
+def expand(
+    detector: str, grid: dict[str, list[str]], *, seeds: int, base: dict[str, Any] | None = None, profile: str = "cpu"
+) -> list[SweepPoint]:
+    """Cartesian product of the grid, times seeds 0..seeds-1, each a validated config."""
+    points = []
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        for seed in range(seeds):
+            overrides = {**(base or {}), **dict(zip(keys, values)), "seed": seed}
+            points.append(SweepPoint(overrides, build_config(detector=detector, profile=profile, overrides=overrides)))
+    return points
+
+
+def finished_keys(results_dir: Path) -> set[str]:
+    """Config hashes of the runs that finished ``ok`` in ``results_dir``."""
+    return {
+        config_hash(r["config"]) for r in read_records(results_dir) if r.get("status") == "ok" and r.get("config")
+    }
+
+
+def run_sweep(
+    points: list[SweepPoint],
+    *,
+    results_dir: Path,
+    execute: Callable[[RunConfig], dict[str, Any]],
+    say: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Run every point without an ``ok`` record; returns counts of ran / skipped / failed."""
+    done = finished_keys(results_dir)
+    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    for i, point in enumerate(points, start=1):
+        label = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
+        if point.key in done:
+            counts["skipped"] += 1
+            say(f"[{i}/{len(points)}] skip (already ok): {label}")
+            continue
+        say(f"[{i}/{len(points)}] run: {label}")
+        try:
+            execute(point.config)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # recorded as failed by the runner; the sweep goes on
+            counts["failed"] += 1
+            say(f"[{i}/{len(points)}] failed: {type(err).__name__}: {err}")
+            continue
+        counts["ran"] += 1
+        done.add(point.key)
+    return counts

@@ -1,0 +1,1 @@
+"""Evaluation: VOC / COCO detection metrics, the truncated-SVD test pass, FLOP counting, stage timers."""

@@ -1,0 +1,1 @@
+"""One run from config to record: model builder, runner, checkpoints, run records, atomic storage, seeding, multi-process set-up."""

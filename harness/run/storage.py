@@ -1,0 +1,116 @@
+"""Writing result files so that a crash or a full disk never leaves a corrupt one.
+
+:func:`atomic_write` writes to a temporary file in the target's folder, flushes
+it to disk, then renames it over the target: readers see the old file or the
+new one, never half of one. If anything goes wrong (``ENOSPC``, Ctrl-C, an
+exception in the writer) the temporary file is removed and the old target is
+untouched. A ``kill -9`` can still leave ``.<name>.<pid>.<random>.tmp`` behind; it is
+never read (:func:`stale_temps` finds such files for clean-up). This is the one
+atomic writer of the project: checkpoints, detections, proposal and feature
+cache entries all go through it.
+"""
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+class StorageError(OSError):
+    """A result file could not be written (disk full, read-only, quota); nothing partial was kept.
+
+    The message names the file and the cause and is meant for the user as is.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+def storage_error(path: Path, what: str, err: OSError) -> StorageError:
+    """A :class:`StorageError` naming ``path``, with a hint for the common causes."""
+    reason = err.strerror or str(err)
+    hint = {
+        errno.ENOSPC: " (the disk is full: free space, or point --results at another disk)",
+        errno.EDQUOT: " (disk quota exceeded)",
+        errno.EROFS: " (read-only file system: point --results elsewhere)",
+        errno.EACCES: " (permission denied: point --results at a writable folder)",
+    }.get(err.errno or 0, "")
+    return StorageError(f"cannot write {what} {path}: {reason}{hint}", err.errno)
+
+
+def temp_path(path: Path) -> Path:
+    """A temporary file for ``path``: same folder (so the rename is atomic), a name unique to this writer
+    (two processes writing the same file never write into one temporary file)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temporary files of ``path`` left by writers killed mid-write (and the older ``<name>.tmp`` form)."""
+    legacy = path.with_name(path.name + ".tmp")
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) + ([legacy] if legacy.exists() else [])
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file") -> int:
+    """:func:`atomic_write` of ready bytes."""
+    return atomic_write(path, lambda f: f.write(data), what=what)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, what: str = "file") -> int:
+    """Create or replace ``path`` with what ``write(file)`` writes; returns the size in bytes.
+
+    Raises:
+        StorageError: an ``OSError`` while writing, flushing or renaming (the old
+            ``path`` is kept, the temporary file removed).
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            # without fsync a power cut after the rename could leave an empty file under the good name
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException as err:  # also Ctrl-C / SIGTERM in the middle of a write
+        tmp.unlink(missing_ok=True)
+        cause = _os_error_in(err)
+        if cause is not None:
+            raise storage_error(path, what, cause) from err
+        raise
+    return path.stat().st_size
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``err``, if any: ``torch.save`` re-raises a failed
+    ``write`` as a ``RuntimeError`` whose ``__context__`` is the ``OSError``."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageError):
+            return None  # already explained
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself (best effort: some file systems refuse fsync on folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
