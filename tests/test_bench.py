@@ -73,6 +73,7 @@ def test_bench_takes_the_paper_profile(tmp_path):
     assert "tiny, random init" in result.output
 
 
+@pytest.mark.slow
 def test_bench_accuracy_over_seeds(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--images", "1", "--iters", "1", "--accuracy-epochs", "1",
                                       "--accuracy-seeds", "2", "--results", str(tmp_path), *TINY])

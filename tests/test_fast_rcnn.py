@@ -79,6 +79,7 @@ def test_classification_only_trains_no_box_loss_and_tests_on_the_proposals():
         assert (box - proposals).abs().sum(dim=1).min() < 1e-4
 
 
+@pytest.mark.slow
 def test_overfits_one_synthetic_image_on_selective_search(overfit):
     """Fast R-CNN on the image's own selective-search proposals reaches mAP50 > 0.9 on it."""
     torch.manual_seed(0)
@@ -94,6 +95,7 @@ def test_overfits_one_synthetic_image_on_selective_search(overfit):
     assert metrics["map50_area"] > 0.9, metrics["per_class"]
 
 
+@pytest.mark.slow
 def test_cli_proposals_then_run_fast_writes_a_complete_record(tmp_path):
     cache = ["--set", f"proposals.cache_dir={tmp_path / 'cache'}"]
     pre = runner.invoke(app, ["proposals", "--dataset", "synthetic", "--workers", "2", *TINY[2:], *cache],
