@@ -47,6 +47,7 @@ def test_flops_do_not_depend_on_the_pooler():
     assert count_stage_flops(models["ours"], image) == count_stage_flops(models["ours_roi_align"], image)
 
 
+@pytest.mark.slow
 def test_bench_cli_records_ratios(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--images", "2", "--iters", "1", "--results", str(tmp_path), *TINY])
     assert result.exit_code == 0, result.output

@@ -98,6 +98,7 @@ def test_precompute_resumes_where_it_stopped(tmp_path, counted):
     assert again[0].counts == [2, 2, 2] and again[0].proposals_per_image == 2.0
 
 
+@pytest.mark.slow
 def test_parallel_workers_fill_the_cache_like_one_process(tmp_path):
     test = build_dataset("synthetic", "test", min_size=64, max_size=96, synthetic=TINY)
     ticks = []
