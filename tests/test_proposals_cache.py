@@ -194,7 +194,7 @@ def test_worker_heap_keeps_freed_memory():
     )
 
     def faults(mode):
-        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=False)
         if done.returncode == 3:
             pytest.skip("this C library has no mallopt (not glibc)")
         assert done.returncode == 0, done.stderr
