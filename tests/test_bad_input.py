@@ -179,6 +179,7 @@ def test_corrupt_image_found_mid_training_fails_the_run_naming_it(tmp_path: Path
     assert code == 0
 
 
+@pytest.mark.slow
 def test_worker_errors_keep_their_one_line_message(tmp_path: Path):
     root = write_voc(tmp_path / "voc", n_train=0, n_test=0)
     bad = add_voc_image(root, "broken", b"GIF89a not really")

@@ -1,10 +1,12 @@
 """harness bench on a tiny case: both models build, run, and the record holds the ratios."""
 import json
+import math
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness.bench.faster import fresh_models
+from harness.bench.faster import _summarise_seeds, fresh_models
 from harness.cli import app
 from harness.config import build_config
 from harness.evaluation.flops import count_stage_flops
@@ -45,6 +47,7 @@ def test_flops_do_not_depend_on_the_pooler():
     assert count_stage_flops(models["ours"], image) == count_stage_flops(models["ours_roi_align"], image)
 
 
+@pytest.mark.slow
 def test_bench_cli_records_ratios(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--images", "2", "--iters", "1", "--results", str(tmp_path), *TINY])
     assert result.exit_code == 0, result.output
@@ -71,6 +74,7 @@ def test_bench_takes_the_paper_profile(tmp_path):
     assert "tiny, random init" in result.output
 
 
+@pytest.mark.slow
 def test_bench_accuracy_over_seeds(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--images", "1", "--iters", "1", "--accuracy-epochs", "1",
                                       "--accuracy-seeds", "2", "--results", str(tmp_path), *TINY])
@@ -79,4 +83,21 @@ def test_bench_accuracy_over_seeds(tmp_path):
     assert acc["seeds"] == [0, 1] and [r["seed"] for r in acc["per_seed"]] == [0, 1]
     diffs = [r["map50_area_difference_points"] for r in acc["per_seed"]]
     assert acc["map50_area_difference_points"] == sum(diffs) / 2
-    assert acc["map50_area_difference_points_std"] >= 0 and "±" in result.output
+    # two seeds: the sample standard deviation is |d0 - d1| / sqrt(2)
+    assert acc["map50_area_difference_points_std"] == pytest.approx(abs(diffs[0] - diffs[1]) / math.sqrt(2))
+    assert f"{acc['map50_area_difference_points']:+.1f} ± {acc['map50_area_difference_points_std']:.1f}" in result.output
+
+
+def test_accuracy_over_seeds_is_mean_and_sample_sd():
+    def seed_run(seed, ours, theirs):
+        return {"seed": seed, "epochs": 3, "ours": {"map50_area": ours, "train_s": 1.0 + seed},
+                "torchvision": {"map50_area": theirs, "train_s": 2.0}, "map50_area_difference_points": 100 * (ours - theirs)}
+
+    runs = [seed_run(0, 0.50, 0.48), seed_run(1, 0.60, 0.54), seed_run(2, 0.40, 0.33)]  # differences 2, 6, 7 points
+    acc = _summarise_seeds(runs)
+    assert acc["seeds"] == [0, 1, 2] and acc["per_seed"] == runs and acc["epochs"] == 3
+    assert acc["map50_area_difference_points"] == pytest.approx(5.0)
+    assert acc["map50_area_difference_points_std"] == pytest.approx(math.sqrt((9 + 1 + 4) / 2))  # n - 1 = 2
+    assert acc["ours"] == pytest.approx({"map50_area": 0.5, "train_s": 2.0})
+    assert acc["torchvision"] == pytest.approx({"map50_area": 0.45, "train_s": 2.0})
+    assert _summarise_seeds(runs[:1]) == runs[0]  # one seed: no spread to report

@@ -1,6 +1,7 @@
 """harness bench-scaling: the three scaling curves land in one bench record."""
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ SMALL = ["data.min_size=96", "data.max_size=128", "data.synthetic.test_images=2"
          "rcnn.max_proposals_train=40", "proposals.max_proposals=40", "test.warmup_images=1"]
 
 
+@pytest.mark.slow
 def test_scaling_record_has_every_curve():
     base = build_config(overrides={"data.min_size": 96, "data.max_size": 128, "data.synthetic.test_images": 2,
                                    "rcnn.crop_size": 32})

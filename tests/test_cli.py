@@ -59,6 +59,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_datasets_describes_synthetic():
     result = runner.invoke(app, ["datasets", "synthetic"])
     assert result.exit_code == 0, result.output

@@ -33,6 +33,7 @@ def torchrun(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedP
 
 
 @pytest.mark.parametrize("detector", ["faster", "fast"])
+@pytest.mark.slow
 def test_ddp_ranks_keep_identical_parameters(tmp_path, detector):
     done = torchrun(str(HELPER), detector, str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -54,6 +55,7 @@ def test_ddp_ranks_keep_identical_parameters(tmp_path, detector):
     assert torch.equal(ckpt["rng"]["torch"], r0["rng"]["torch"])
 
 
+@pytest.mark.slow
 def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
     done = torchrun("-m", "harness", "run", "--detector", "faster", *tiny_run_args,
                     "--set", "data.synthetic.train_images=8", "--results", str(tmp_path / "r"), cwd=tmp_path)
@@ -68,6 +70,7 @@ def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
     assert done.stdout.count("record appended") + done.stderr.count("record appended") == 1
 
 
+@pytest.mark.slow
 def test_peer_rank_failure_is_recorded_by_rank_0(tmp_path, tiny_run_args):
     helper = Path(__file__).parent / "helpers" / "ddp_peer_fails.py"
     results = tmp_path / "r"
@@ -108,6 +111,7 @@ def test_peer_failures_ignore_other_launches_and_stale_files(tmp_path, monkeypat
     assert [p.name for p in (tmp_path / distributed.FAILURES_DIR).iterdir()] == ["old-launch.rank1.txt"]
 
 
+@pytest.mark.slow
 def test_torchrun_refuses_rcnn_clearly(tmp_path, tiny_run_args):
     done = torchrun("-m", "harness", "run", "--detector", "rcnn", *tiny_run_args, "--results", str(tmp_path / "r"),
                     cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""Evaluator tests: tiny hand-built cases whose APs are computed by hand."""
+"""Evaluator tests: tiny hand-built cases whose APs are computed by hand (random cases: test_voc_ap_property.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -250,8 +250,17 @@ def test_label_to_category_and_results_format():
 
 
 def test_write_coco_results_round_trip(tmp_path):
+    """The written file, loaded back into COCOeval, gives the COCO APs worked out by hand.
+
+    cat: gt A (image 0), C (image 1); detections A 0.9, C 0.7 exact (IoU 1), FAR 0.3 (FP) ranked last:
+    precision 1 up to recall 1 at every IoU threshold -> AP 1 at all ten.
+    dog: gt B; one detection of IoU 40 * 29 / 1600 = 0.725 -> a match at the thresholds
+    .50 .55 .60 .65 .70 and none at .75 .. .95 -> AP 5 / 10.
+    All gt are 40 x 40 (COCO "medium"). Means over the two classes: AP 0.75, AP50 1, AP75 0.5.
+    """
     gts = [gt([A, B], [1, 2], image_id=0), gt([C], [1], image_id=1)]
-    preds = [pred([A, B, FAR], [1, 2, 1], [0.9, 0.8, 0.3]), pred([C], [1], [0.7])]
+    b_iou_725 = [50.0, 0.0, 90.0, 29.0]
+    preds = [pred([A, b_iou_725, FAR], [1, 2, 1], [0.9, 0.8, 0.3]), pred([C], [1], [0.7])]
     path = write_coco_results(tmp_path / "sub" / "dets.json", preds, gts)
     assert path.exists() and [p.name for p in path.parent.iterdir()] == ["dets.json"]
     assert json.loads(path.read_text()) == to_coco_results(preds, gts)
@@ -262,4 +271,10 @@ def test_write_coco_results_round_trip(tmp_path):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    assert ev.stats[0] == pytest.approx(evaluate_detections(preds, gts, CLASSES)["coco_ap"])
+    assert ev.stats[:3] == pytest.approx([0.75, 1.0, 0.5])
+    out = evaluate_detections(preds, gts, CLASSES)
+    assert (out["coco_ap"], out["coco_ap50"], out["coco_ap75"]) == pytest.approx((0.75, 1.0, 0.5))
+    assert out["coco_ap_medium"] == pytest.approx(0.75)
+    assert out["coco_ap_small"] is None and out["coco_ap_large"] is None
+    # at IoU 0.5 every class is found at precision 1: VOC's APs say the same as COCO's AP50
+    assert out["map50_area"] == pytest.approx(1.0) and out["map50_voc07"] == pytest.approx(1.0)

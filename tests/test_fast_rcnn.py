@@ -79,6 +79,7 @@ def test_classification_only_trains_no_box_loss_and_tests_on_the_proposals():
         assert (box - proposals).abs().sum(dim=1).min() < 1e-4
 
 
+@pytest.mark.slow
 def test_overfits_one_synthetic_image_on_selective_search(overfit):
     """Fast R-CNN on the image's own selective-search proposals reaches mAP50 > 0.9 on it."""
     torch.manual_seed(0)
@@ -94,11 +95,15 @@ def test_overfits_one_synthetic_image_on_selective_search(overfit):
     assert metrics["map50_area"] > 0.9, metrics["per_class"]
 
 
+@pytest.mark.slow
 def test_cli_proposals_then_run_fast_writes_a_complete_record(tmp_path):
     cache = ["--set", f"proposals.cache_dir={tmp_path / 'cache'}"]
-    pre = runner.invoke(app, ["proposals", "--dataset", "synthetic", "--workers", "2", *TINY[2:], *cache])
+    pre = runner.invoke(app, ["proposals", "--dataset", "synthetic", "--workers", "2", *TINY[2:], *cache],
+                        env={"COLUMNS": "200"})
     assert pre.exit_code == 0, pre.output
-    assert "proposals/img" in pre.output.replace("\n", "") or "proposal" in pre.output
+    # 4 train + 2 test images searched by the two workers, one cache entry each
+    assert "6 images in" in pre.output and "with 2 worker processes" in pre.output, pre.output
+    assert "cache: 6 entries" in pre.output, pre.output
     result = runner.invoke(app, ["run", "--detector", "fast", "--results", str(tmp_path), *TINY, *cache])
     assert result.exit_code == 0, result.output
     (line,) = (tmp_path / "runs.jsonl").read_text().splitlines()
@@ -118,6 +123,7 @@ def test_cli_proposals_then_run_fast_writes_a_complete_record(tmp_path):
     # the second pass over the same images hits the cache: nothing is searched again
     assert timing["proposal_time"]["test_computed_this_run"] == 0
     assert rec["proposals"]["precompute"]["train"]["computed"] == 0
+    assert rec["proposals"]["precompute"]["train"]["hits"] == 4 and timing["proposal_time"]["test_cache_hits"] == 2
     assert rec["disk"]["bytes"] == 0 and rec["disk"]["items"]["proposal_cache"] > 0
     assert rec["svd"]["applied"] and rec["svd"]["ranks"] == [64, 16]
     assert set(rec["svd"]["head_s_per_img"]) == {"without_svd", "with_svd"}

@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.proposals.external import save_proposal_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_records_every_step(tmp_path):
     proposals = tmp_path / "ss.json"  # the quick mode's 4 train / 2 test synthetic images
     save_proposal_file(proposals, {f"{split}/{i}": [[0, 0, 60, 60], [20, 20, 120, 100], [50, 40, 180, 150]]

@@ -5,27 +5,69 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config.presets import PRESETS, resolve
+from harness.config import to_dict
+from harness.config.presets import CPU_BASE, PRESETS, resolve
 
 runner = CliRunner()
 
 
-def test_at_least_ten_presets_with_unique_ids():
+def test_preset_ids_and_row_labels_are_unique():
     assert len(PRESETS) >= 10 and len({p.id for p in PRESETS}) == len(PRESETS)
+    for p in PRESETS:  # a row's label names its runs in the records (tags.preset_row)
+        assert len({r.label for r in p.rows}) == len(p.rows), p.id
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _declared(preset, row, scale):
+    """What the row says about its config at ``scale`` (in the dry run's JSON form: tuples as lists)."""
+    declared = {**(CPU_BASE if scale == "cpu" else {}), **row.overrides,
+                **(row.paper_overrides if scale == "paper" else {})}
+    return json.loads(json.dumps(declared))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.id for p in PRESETS])
 @pytest.mark.parametrize("scale", ["cpu", "paper"])
-def test_every_preset_resolves(preset, scale):
+def test_every_preset_row_resolves_to_its_own_config(preset, scale):
+    """`harness reproduce ID --dry-run`: every run's config carries its row's overrides, and two rows of a
+    table differ only in the keys the table varies (or in the detector), never nowhere."""
+    result = runner.invoke(app, ["reproduce", preset.id, "--scale", scale, "--dry-run", "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 2 * len(preset.rows)
+    assert [(line["row"], _flat(line["config"])["seed"]) for line in lines] == \
+        [(row.label, seed) for row in preset.rows for seed in (0, 1)]
+    configs = {(line["row"], _flat(line["config"])["seed"]): _flat(line["config"]) for line in lines}
+    varied = set().union(*(row.overrides for row in preset.rows),
+                         *(row.paper_overrides for row in preset.rows if scale == "paper"))
+    for row in preset.rows:
+        for seed in (0, 1):
+            cfg = configs[row.label, seed]
+            assert cfg["detector"] == row.detector and cfg["profile"] == scale
+            assert cfg["model.backbone"] == ("vgg16" if scale == "paper" else "tiny")
+            for key, value in _declared(preset, row, scale).items():
+                assert cfg[key] == value, (row.label, key)
+    for seed in (0, 1):
+        for i, a in enumerate(preset.rows):
+            for b in preset.rows[i + 1:]:
+                ca, cb = configs[a.label, seed], configs[b.label, seed]
+                differ = {k for k in ca if ca[k] != cb[k]}
+                assert differ, (a.label, b.label)  # two rows that are one run
+                if a.detector == b.detector:  # a controlled comparison: only the declared keys change
+                    assert differ <= varied, (a.label, b.label, differ - varied)
+    # and the resolved points are the same the runner gets
     runs = resolve(preset, scale=scale, seeds=2)
-    assert len(runs) == 2 * len(preset.rows)
-    assert len({point.key for _, point in runs}) == len(runs)  # every run distinct
-    for row, point in runs:
-        assert point.config.detector == row.detector
-        if scale == "paper":
-            assert point.config.data.min_size == 600 and point.config.model.backbone == "vgg16"
-        else:
-            assert point.config.model.backbone == "tiny"
+    assert [json.loads(json.dumps(_flat(to_dict(point.config)))) for _, point in runs] == \
+        [_flat(line["config"]) for line in lines]
+    assert len({point.key for _, point in runs}) == len(runs)
 
 
 def test_presets_name_published_tables():

@@ -108,6 +108,7 @@ def test_precompute_resumes_where_it_stopped(tmp_path, counted):
     assert again[0].counts == [2, 2, 2] and again[0].proposals_per_image == 2.0
 
 
+@pytest.mark.slow
 def test_parallel_workers_fill_the_cache_like_one_process(tmp_path):
     test = build_dataset("synthetic", "test", min_size=64, max_size=96, synthetic=TINY)
     ticks = []
@@ -141,6 +142,45 @@ def test_one_worker_runs_in_its_own_tuned_process(tmp_path, counted):
         precompute([test], ProposalCache(tmp_path / "x", PARAMS), workers=-1)
 
 
+class _FakeLibc:
+    """Records mallopt calls; returns ``result`` (glibc: 1 on success, 0 on error)."""
+
+    def __init__(self, result=1):
+        self.calls, self.result = [], result
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return self.result
+
+
+def test_retain_freed_memory_raises_both_glibc_thresholds(monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(proposals_mod, "_libc", lambda: libc)
+    assert proposals_mod.retain_freed_memory() is True
+    # glibc malloc.h: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3; 64 MiB and 32 MiB
+    assert sorted(libc.calls) == [(-3, 32 << 20), (-1, 64 << 20)]
+    monkeypatch.setattr(proposals_mod, "_libc", lambda: _FakeLibc(result=0))
+    assert proposals_mod.retain_freed_memory() is False  # mallopt refused
+    monkeypatch.setattr(proposals_mod, "_libc", lambda: None)
+    assert proposals_mod.retain_freed_memory() is False  # not glibc
+
+
+def test_every_pool_worker_tunes_its_heap_and_the_main_process_never(monkeypatch, tmp_path, counted):
+    calls = []
+    monkeypatch.setattr(proposals_mod, "retain_freed_memory", lambda: calls.append("tuned") or True)
+    test = build_dataset("synthetic", "test", min_size=64, max_size=96, synthetic=TINY)
+    precompute([test], ProposalCache(tmp_path / "local", PARAMS), workers=0)
+    assert calls == []  # workers=0 searches in this process, which keeps glibc's adaptive defaults
+    # the pool's initializer, run here with its process-wide settings stubbed
+    monkeypatch.setattr(proposals_mod.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(proposals_mod.cv2, "setNumThreads", lambda n: None)
+    monkeypatch.setattr(proposals_mod.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(proposals_mod, "_WORKER", {})
+    proposals_mod._init_worker([test], ProposalCache(tmp_path / "pool", PARAMS))
+    assert calls == ["tuned"]
+
+
+@pytest.mark.slow
 def test_worker_heap_keeps_freed_memory():
     import subprocess
     import sys
@@ -154,7 +194,7 @@ def test_worker_heap_keeps_freed_memory():
         "from harness.proposals.precompute import retain_freed_memory\n"
         "from detectors.selective_search import selective_search, SelectiveSearchParams\n"
         "cv2.setNumThreads(1)\n"
-        "if sys.argv[1] == 'tuned': assert retain_freed_memory()\n"
+        "if sys.argv[1] == 'tuned' and not retain_freed_memory(): sys.exit(3)\n"
         "rng = np.random.default_rng(0)\n"
         "img = cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (0, 0), 3)\n"
         "selective_search(img, SelectiveSearchParams())\n"
@@ -164,11 +204,16 @@ def test_worker_heap_keeps_freed_memory():
     )
 
     def faults(mode):
-        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=False)
+        if done.returncode == 3:
+            pytest.skip("this C library has no mallopt (not glibc)")
+        assert done.returncode == 0, done.stderr
         return int(done.stdout)
 
     tuned, plain = faults("tuned"), faults("plain")
-    assert tuned < 300 and plain > 3000, (tuned, plain)  # seen: 0 vs ~36,000 pages
+    if plain < 100:  # 3 searches of a 240 x 320 image fault in ~36,000 pages with glibc's defaults on the
+        pytest.skip(f"this C library's defaults already keep freed memory ({plain} page faults)")  # 2-core VM
+    assert tuned * 10 <= plain, (tuned, plain)  # relative: the tuning removes most of them (seen 0 vs ~36,000)
 
 
 def test_provider_attaches_proposals_that_move_with_the_image(tmp_path, counted):

@@ -1,6 +1,7 @@
 """``harness run --detector rcnn`` and ``harness bench-rcnn`` end to end, on a tiny synthetic set."""
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -21,6 +22,7 @@ def _tiny(tmp_path, tiny_run_args):
     ]
 
 
+@pytest.mark.slow
 def test_rcnn_run_records_stages_and_disk_and_reuses_its_cache(tmp_path, tiny_run_args):
     results = tmp_path / "results"
     for _ in range(2):

@@ -27,6 +27,7 @@ def _records(results: Path) -> list[dict]:
     return [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_interrupted_feature_stage_resumes_and_matches(tmp_path, monkeypatch):
     reference = _invoke(tmp_path / "ref", tmp_path / "ref-cache")
     assert reference.exit_code == 0, reference.output

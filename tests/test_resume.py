@@ -88,6 +88,7 @@ def _resume(results: Path, run_id: str) -> dict:
     return _records(results)[-1]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_parameters(tmp_path: Path, reference):
     proc = _start(tmp_path)
     checkpoint = _wait_for_first_checkpoint(proc, tmp_path)
@@ -105,6 +106,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_parameters(tmp_path: Path, r
     _assert_same_parameters(_model_state(tmp_path, run_id), reference)
 
 
+@pytest.mark.slow
 def test_sigterm_records_interrupted_and_resume_matches(tmp_path: Path, reference):
     proc = _start(tmp_path)
     checkpoint = _wait_for_first_checkpoint(proc, tmp_path)

@@ -44,7 +44,7 @@ def _changed(before, after):
     return {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "resnet18"])  # resnet18: BatchNorm inside the box head (res5)
+@pytest.mark.parametrize("backbone", ["tiny", pytest.param("resnet18", marks=pytest.mark.slow)])  # resnet18: BatchNorm inside the box head (res5)
 def test_each_stage_changes_only_what_it_should(monkeypatch, backbone):
     cfg = build_config(detector="fast", overrides={"train.scheme": "stagewise", "train.epochs": 1,
                                                     "train.box_stage_epochs": 1, "train.warmup_iters": 1,
@@ -80,6 +80,7 @@ def test_stagewise_config_and_preset_row():
     assert "stagewise" in rows
 
 
+@pytest.mark.slow
 def test_stagewise_run_records_both_stages(tmp_path, tiny_run_args):
     import json
 

@@ -37,6 +37,7 @@ def test_generation_order_does_not_matter():
     assert [_digest(backward, i) for i in reversed(range(len(backward)))] == digests[::-1]
 
 
+@pytest.mark.slow
 def test_identical_in_another_process():
     ds = SyntheticDataset("val", SMALL)
     code = (
