@@ -156,7 +156,7 @@ def run(
             _fail(PENDING[cfg.detector])
         from harness import data as data_layer
 
-        data_layer.default_splits(cfg.data.dataset)  # bad dataset specs fail here, before any work
+        data_layer.default_splits(cfg.data.dataset, **data_layer.dataset_options(cfg.data))  # bad specs fail here
         from harness.distributed import from_env
         from harness.runner import check_distributed
 
@@ -189,24 +189,28 @@ def run(
 
 @app.command()
 def datasets(
-    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | "
+                                            "yolo:DIR | yolo:data.yaml"),
     check_images: bool = typer.Option(False, "--check-images",
                                       help="Also decode every image and list the unreadable ones (slow on big sets)."),
+    set_: list[str] = typer.Option([], "--set", help="data.split_seed=N, data.class_names=a,b (as for `harness run`)."),
 ) -> None:
-    """Describe a dataset: images, boxes, classes and box sizes per split."""
+    """Describe a dataset: its layout, how it is split, and images, boxes, classes and box sizes per split."""
     from harness import data as data_layer
+    from harness.config import ConfigError, build_config, parse_set_options
     from harness.data.imageio import require_image_files, unreadable_images
 
     bad: list[str] = []
     try:
-        splits = data_layer.available_splits(dataset)
+        options = data_layer.dataset_options(build_config(overrides=parse_set_options(set_)).data)
+        splits = data_layer.available_splits(dataset, **options)
         for split in splits:
-            ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320)
+            ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320, **options)
             out.print(data_layer.format_stats(data_layer.dataset_stats(ds)), markup=False, highlight=False)
             require_image_files(ds)
             if check_images and hasattr(ds, "image_path"):
                 bad += unreadable_images([ds.image_path(i) for i in range(len(ds))], dataset=ds.name)
-    except data_layer.DatasetError as err:
+    except (data_layer.DatasetError, ConfigError) as err:
         _fail(str(err))
     for message in bad:
         console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -46,10 +46,12 @@ def _setup(
         if cfg.proposals.source != "selective_search":
             _fail("proposals.source=file: external proposals need no precomputation")
         d = cfg.data
-        default_train, default_test = data_layer.default_splits(d.dataset)
+        options = data_layer.dataset_options(d)
+        default_train, default_test = data_layer.default_splits(d.dataset, **options)
         names = splits or [d.train_split or default_train, d.test_split or default_test]
         sets = [
-            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic)
+            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic,
+                                     **options)
             for s in dict.fromkeys(names)
         ]
     except (ConfigError, data_layer.DatasetError) as err:

@@ -83,6 +83,24 @@ def read_rgb(path: Path, *, dataset: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: Path, *, dataset: str) -> tuple[int, int]:
+    """``(h, w)`` of the stored pixel grid, from the file header (no decoding of the pixels).
+
+    The same grid :func:`read_rgb` returns (EXIF orientation ignored). A header
+    Pillow cannot read falls back to :func:`read_rgb`, whose error names the file.
+    """
+    from PIL import Image, UnidentifiedImageError  # Pillow comes with torchvision
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+        if width > 0 and height > 0:
+            return int(height), int(width)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        pass
+    return tuple(read_rgb(path, dataset=dataset).shape[:2])  # type: ignore[return-value]
+
+
 def check_size(shape: tuple[int, ...], expected: tuple[int, int] | None, path: Path, *, dataset: str,
                source: str) -> None:
     """Warn when the decoded ``(h, w)`` differs from the size ``source`` (the annotation) states."""
