@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -60,9 +59,6 @@ _SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
 # ---------------------------------------------------------------- the YAML subset data.yaml files use
-
-_TOKEN = re.compile(r"""\s*(?:'((?:[^']|'')*)'|"((?:[^"\\]|\\.)*)"|([^,'"]+?))\s*(?:,|$)""")
-
 
 def _strip_comment(line: str) -> str:
     """``line`` without a trailing ``# comment`` (a ``#`` inside quotes is kept)."""
@@ -86,17 +82,22 @@ def _scalar(text: str) -> str:
 
 
 def _flow_items(text: str, where: str) -> list[str]:
-    """Items of ``a, 'b c', "d"`` (the inside of ``[...]`` or ``{...}``)."""
-    items, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None or match.end() == pos:
-            raise DatasetError(f"{where}: cannot read the list {text!r}")
-        single, double, bare = match.groups()
-        items.append(single.replace("''", "'") if single is not None else
-                     double if double is not None else bare.strip())
-        pos = match.end()
+    """The comma-separated pieces of ``a, 'b c', "d"`` (the inside of ``[...]`` or ``{...}``), quotes kept."""
+    items, current, quote = [], "", None
+    for c in text:
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == ",":
+            items.append(current.strip())
+            current = ""
+            continue
+        current += c
+    if quote:
+        raise DatasetError(f"{where}: unclosed quote in {text!r}")
+    if current.strip():
+        items.append(current.strip())
     return items
 
 
@@ -147,7 +148,7 @@ def parse_data_yaml(path: Path) -> dict[str, Any]:
         if not value:
             out[key] = None
         elif value.startswith("[") and value.endswith("]"):
-            out[key] = _flow_items(value[1:-1], where)
+            out[key] = [_scalar(item) for item in _flow_items(value[1:-1], where)]
         elif value.startswith("{") and value.endswith("}"):
             pairs = [item.partition(":") for item in _flow_items(value[1:-1], where)]
             out[key] = {_scalar(k): _scalar(v) for k, _, v in pairs}

@@ -1,0 +1,99 @@
+"""YOLO text labels (issue 19, item 2): layouts, class names, conversion, bad lines, on real files."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from dirty_data import image, write_yolo, yolo_line
+from harness.data import BACKGROUND, DatasetError, YOLODataset, available_splits, build_dataset, default_splits
+from harness.data.yolo import label_path, parse_data_yaml
+
+EXPECTED = torch.tensor([[16.0, 12.0, 32.0, 24.0], [39.0, 19.0, 60.0, 44.0]])
+
+
+def _build(spec: str, split: str, **kw):
+    return build_dataset(spec, split, min_size=48, max_size=64, **kw)
+
+
+@pytest.mark.parametrize("form", ["list", "dict"])
+def test_ultralytics_tree_with_data_yaml(tmp_path: Path, form: str):
+    root = write_yolo(tmp_path / "yolo", {"train": 3, "val": 2}, yaml=form)
+    for spec in (f"yolo:{root}", f"yolo:{root / 'data.yaml'}"):
+        assert available_splits(spec) == ["train", "val"] and default_splits(spec) == ("train", "val")
+        ds = _build(spec, "val")
+        assert len(ds) == 2 and ds.class_names == (BACKGROUND, "cat", "dog")
+        target = ds.annotation(1)
+        assert torch.allclose(target["boxes"], EXPECTED, atol=1e-3) and target["labels"].tolist() == [1, 2]
+        assert target["orig_size"].tolist() == [48, 64] and target["boxes"].dtype == torch.float32
+    assert "data.yaml" in ds.layout and ds.split_rule == "by data.yaml"
+    image_t, resized = ds[0]  # the transforms move the converted boxes like any other
+    assert image_t.shape[-2:] == (48, 64) and torch.allclose(resized["boxes"], EXPECTED, atol=1e-3)
+
+
+def test_box_conversion_uses_each_images_own_size(tmp_path: Path):
+    root = write_yolo(tmp_path / "yolo", {"train": 1, "test": 1}, lines=["0 0.5 0.5 0.5 0.25"])
+    cv2.imwrite(str(root / "images" / "test" / "test0.jpg"), image(100, 200))  # 200 wide, 100 high
+    ds = _build(f"yolo:{root}", "test")
+    assert ds.annotation(0)["boxes"].tolist() == [[50.0, 37.5, 150.0, 62.5]]
+    assert ds.annotation(0)["orig_size"].tolist() == [100, 200]
+
+
+def test_roboflow_split_folders_classes_txt_and_flat_80_20(tmp_path: Path):
+    # train/images + train/labels, valid/..., names from classes.txt
+    root = tmp_path / "rf"
+    flat = write_yolo(tmp_path / "tmp", {"x": 4}, yaml=None)
+    for split in ("train", "valid"):
+        (root / split).mkdir(parents=True)
+        (flat / "images" / "x").rename(root / split / "images")
+        (flat / "labels" / "x").rename(root / split / "labels")
+        flat = write_yolo(tmp_path / f"tmp_{split}", {"x": 2}, yaml=None)
+    (root / "classes.txt").write_text("cat\ndog\n")
+    assert default_splits(f"yolo:{root}") == ("train", "val")
+    val = _build(f"yolo:{root}", "val")
+    assert len(val) == 2 and val.class_names == (BACKGROUND, "cat", "dog") and "classes.txt" in val.layout
+    # images/ + labels/ with no split folders: 80/20 by file name, seeded
+    plain = tmp_path / "plain"
+    tree = write_yolo(tmp_path / "t2", {"all": 10}, yaml=None, classes_txt=True)
+    plain.mkdir()
+    (tree / "images" / "all").rename(plain / "images")
+    (tree / "labels" / "all").rename(plain / "labels")
+    (tree / "classes.txt").rename(plain / "classes.txt")
+    train, test = _build(f"yolo:{plain}", "train"), _build(f"yolo:{plain}", "test")
+    assert (len(train), len(test)) == (8, 2) and "80/20" in test.split_rule
+    assert _build(f"yolo:{plain}", "test", split_seed=5).image_path(0) != test.image_path(0) or \
+        _build(f"yolo:{plain}", "test", split_seed=5).image_path(1) != test.image_path(1)
+
+
+def test_class_names_from_the_config_and_none_at_all(tmp_path: Path):
+    root = write_yolo(tmp_path / "yolo", {"train": 1, "val": 1}, yaml=None)
+    with pytest.raises(DatasetError, match="no class names for the YOLO labels.*--set data.class_names"):
+        _build(f"yolo:{root}", "val")
+    ds = _build(f"yolo:{root}", "val", class_names=("kitty", "doggy"))
+    assert ds.class_names == (BACKGROUND, "kitty", "doggy") and "data.class_names" in ds.layout
+
+
+def test_missing_and_empty_label_files_are_background_images(tmp_path: Path, caplog):
+    root = write_yolo(tmp_path / "yolo", {"train": 3, "val": 1})
+    (root / "labels" / "train" / "train0.txt").unlink()
+    (root / "labels" / "train" / "train1.txt").write_text("")
+    (root / "labels" / "train" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with caplog.at_level(logging.WARNING, logger="harness.data.yolo"):
+        ds = _build(f"yolo:{root}", "train")
+    assert "2 of 3 images have no (usable) boxes (1 without a label file)" in caplog.text
+    assert "1 label files have no image (not used): labels/train/stray.txt" in caplog.text
+    assert ds.annotation(0)["boxes"].shape == (0, 4) and len(ds.annotation(2)["boxes"]) == 2
+
+
+def test_label_path_and_yaml_subset(tmp_path: Path):
+    assert label_path(Path("/d/images/train/a.b.jpg")) == Path("/d/labels/train/a.b.txt")
+    assert label_path(Path("/d/train/images/a.png")) == Path("/d/train/labels/a.txt")
+    assert label_path(Path("/d/pics/a.jpg")) == Path("/d/pics/a.txt")
+    path = tmp_path / "data.yaml"
+    path.write_text("train: ../train/images  # comment\nval: [a, 'b c']\nnames:\n  - 'it''s'\n  - \"x # y\"\n"
+                    "nc: 2\nmap: {0: a, 1: 'b'}\n")
+    assert parse_data_yaml(path) == {"train": "../train/images", "val": ["a", "b c"], "names": ["it's", "x # y"],
+                                     "nc": "2", "map": {"0": "a", "1": "b"}}
