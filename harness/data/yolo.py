@@ -34,6 +34,10 @@ boxes, each naming the file and line:
   warning, or dropped with a warning when nothing is left;
 - a class id outside ``0 .. K-1``: dropped; one warning lists the ids with
   counts and the first file and line of each.
+
+EXIF orientation is ignored here as for every source (:mod:`harness.data.imageio`);
+ultralytics instead labels such photos in their rotated view, so images with an
+orientation tag are listed in a warning.
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ import numpy as np
 
 from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
 from harness.data.errors import DatasetError
-from harness.data.imageio import check_size, image_size, read_rgb
+from harness.data.imageio import check_size, image_header, read_rgb
 from harness.data.layouts import first_few, fingerprint, folder_split, hash_split, is_image, tree_files
 
 log = logging.getLogger(__name__)
@@ -386,9 +390,12 @@ class YOLODataset(DetectionDataset):
         self._boxes: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         unknown: dict[int, list[str]] = {}
-        no_file = []
+        no_file, rotated = [], []
         for image in self._files:
-            size = image_size(image, dataset=self.name)
+            height, width, orientation = image_header(image, dataset=self.name)
+            size = (height, width)
+            if orientation != 1:
+                rotated.append(image)
             labels = label_path(image)
             if not labels.is_file():
                 no_file.append(image)
@@ -396,6 +403,11 @@ class YOLODataset(DetectionDataset):
             self._sizes.append(size)
             self._boxes.append(boxes)
             self._labels.append(ids + 1)
+        if rotated:  # ultralytics labels such photos in the rotated view; the harness uses the stored grid
+            log.warning("%s: %d images carry an EXIF orientation tag, e.g. %s; their labels are applied to the stored "
+                        "pixel grid (as VOC and COCO boxes are), not the rotated view ultralytics shows: "
+                        "re-export them upright (auto-orient) if the boxes were drawn on the rotated view",
+                        self.name, len(rotated), first_few([p.name for p in rotated]))
         if unknown:
             counts = ", ".join(f"{k} ({len(v)}, first at {v[0]})" for k, v in sorted(unknown.items()))
             log.warning("%s: dropped %d boxes with class ids outside 0..%d (%d names from %s): %s", self.name,

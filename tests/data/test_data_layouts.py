@@ -150,3 +150,12 @@ def test_coco_in_two_files_test_split_is_the_second_file(tmp_path: Path):
     assert per_file.image_path(0) == tmp_path / "va" / "c.jpg"
     with pytest.raises(DatasetError, match="COCO annotation file .*nope.json' does not exist"):
         _build(f"coco:{train},{tmp_path / 'nope.json'}", "test")
+
+
+def test_coco_files_with_different_classes_stop_a_run(tmp_path: Path):
+    for name in ("a.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(jpeg_bytes(image()))
+    train = coco_json(tmp_path / "train.json", [(1, "a.jpg")], {1: [[16, 12, 16, 12, 1]]})
+    val = coco_json(tmp_path / "val.json", [(7, "c.jpg")], {7: [[16, 12, 16, 12, 1]]}, categories=((1, "cat"),))
+    code, text = _cli("run", "--results", tmp_path / "r", "--dataset", f"coco:{train},{val}", "--epochs", "1")
+    assert code == 2 and "train and test splits disagree on the class list" in text

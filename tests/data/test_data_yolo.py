@@ -8,7 +8,7 @@ import cv2
 import pytest
 import torch
 
-from dirty_data import image, write_yolo, yolo_line
+from dirty_data import exif_rotated_jpeg, image, write_yolo, yolo_line
 from harness.data import BACKGROUND, DatasetError, YOLODataset, available_splits, build_dataset, default_splits
 from harness.data.yolo import label_path, parse_data_yaml
 
@@ -97,3 +97,15 @@ def test_label_path_and_yaml_subset(tmp_path: Path):
                     "nc: 2\nmap: {0: a, 1: 'b'}\n")
     assert parse_data_yaml(path) == {"train": "../train/images", "val": ["a", "b c"], "names": ["it's", "x # y"],
                                      "nc": "2", "map": {"0": "a", "1": "b"}}
+
+
+def test_exif_rotated_photo_is_warned_and_a_non_image_named(tmp_path: Path, caplog):
+    root = write_yolo(tmp_path / "yolo", {"train": 2, "val": 1})
+    (root / "images" / "train" / "train1.jpg").write_bytes(exif_rotated_jpeg(image(48, 64)))
+    with caplog.at_level(logging.WARNING, logger="harness.data.yolo"):
+        ds = _build(f"yolo:{root}", "train")
+    assert "1 images carry an EXIF orientation tag, e.g. train1.jpg" in caplog.text
+    assert ds.annotation(1)["orig_size"].tolist() == [48, 64]  # the stored grid, as read_rgb returns it
+    (root / "images" / "val" / "val0.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(DatasetError, match=r"cannot decode image .*val0\.jpg"):
+        _build(f"yolo:{root}", "val")
