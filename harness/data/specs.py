@@ -220,5 +220,6 @@ def _coco_pair(parsed: DatasetSpec, split: str, transforms: Transform) -> COCODa
     dataset = COCODataset(path, images, transforms=transforms, split="all")  # type: ignore[arg-type]
     dataset.split = split
     dataset.name = f"coco:{path.stem}/{split}"  # type: ignore[union-attr]
-    dataset.split_rule = f"train = {parsed.path.name} (all of it), test = {parsed.test_path.name} (all of it)"  # type: ignore[union-attr]
+    train_name, test_name = parsed.path.name, parsed.test_path.name  # type: ignore[union-attr]
+    dataset.split_rule = f"train = {train_name} (all of it), test = {test_name} (all of it)"
     return dataset

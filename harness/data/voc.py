@@ -175,7 +175,8 @@ def _record(root: ET.Element, path: Path) -> VOCRecord:
             raise DatasetError(f"{path}: <object> without <bndbox>")
         name = _text(obj, "name", path)
         where = f"object {k} ({name})"
-        coords = [_number(_text(bndbox, tag, path), f"{where} <{tag}>", path) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        coords = [_number(_text(bndbox, tag, path), f"{where} <{tag}>", path)
+                  for tag in ("xmin", "ymin", "xmax", "ymax")]
         difficult = bool(int(_number(obj.findtext("difficult", "0").strip() or "0", f"{where} <difficult>", path)))
         objects.append(VOCObject(name, *coords, difficult=difficult))
     return VOCRecord(filename.strip() if filename else None, size, tuple(objects))
@@ -358,7 +359,7 @@ def _scan(root: Path, seed: int, files_fingerprint: tuple[tuple[str, int, int], 
             entries.setdefault(split_of[image_id], []).append(VOCEntry(image_id, xml, record, image))
     places = Counter(where for *_, where in found if where)
     where_text = ", ".join(f"{where} ({n})" for where, n in places.most_common()) or "none found"
-    description = f"VOC XML found below the folder: {len(found)} files; images {where_text}"
+    description = f"VOC XML found below the folder: {len(found)} files; where the images are: {where_text}"
     names = tuple(sorted({o.name for *_, record, _, _ in found for o in record.objects}))
     return VOCLayout(root, "scan", description, rule, {k: tuple(v) for k, v in entries.items()}, names)
 

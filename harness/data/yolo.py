@@ -257,18 +257,21 @@ def _layout(root: Path, yaml_path: Path | None, seed: int, explicit: tuple[str, 
     else:
         images_dir = root / "images"
         for sub in sorted(images_dir.iterdir()) if images_dir.is_dir() else []:
-            if sub.is_dir() and folder_split(PurePath(sub.name)):
-                folders.setdefault(folder_split(PurePath(sub.name)), []).append(sub)  # type: ignore[arg-type]
+            split = folder_split(PurePath(sub.name))
+            if sub.is_dir() and split:
+                folders.setdefault(split, []).append(sub)
         description = "YOLO: images/<split>/ with labels/<split>/"
         if not folders:
             for sub in sorted(root.iterdir()):
-                if sub.is_dir() and folder_split(PurePath(sub.name)) and (sub / "images").is_dir():
-                    folders.setdefault(folder_split(PurePath(sub.name)), []).append(sub / "images")  # type: ignore[arg-type]
+                split = folder_split(PurePath(sub.name))
+                if sub.is_dir() and split and (sub / "images").is_dir():
+                    folders.setdefault(split, []).append(sub / "images")
             description = "YOLO: <split>/images/ with <split>/labels/"
         if not folders:
             folders = {"all": [images_dir if images_dir.is_dir() else root]}
             hashed = True
-            description = "YOLO: images/ with labels/" if images_dir.is_dir() else "YOLO: images with .txt labels beside them"
+            description = ("YOLO: images/ with labels/" if images_dir.is_dir()
+                           else "YOLO: images with .txt labels beside them")
         rule = "by folder: " + ", ".join(sorted(folders)) + " (valid/ counts as val)"
 
     splits: dict[str, list[Path]] = {}
@@ -303,7 +306,8 @@ def _layout(root: Path, yaml_path: Path | None, seed: int, explicit: tuple[str, 
         names = tuple(line.strip() for line in found.read_text(encoding="utf-8-sig").splitlines() if line.strip())
         names_from = str(found.relative_to(root))
     if yaml.get("nc") not in (None, "") and str(yaml["nc"]).strip() != str(len(names)):
-        log.warning("%s: nc: %s but %d class names (%s); using the names", yaml_path, yaml["nc"], len(names), names_from)
+        log.warning("%s: nc: %s but %d class names (%s); using the names",
+                    yaml_path, yaml["nc"], len(names), names_from)
     return YOLOLayout(root, description, rule, {k: tuple(v) for k, v in splits.items()}, tuple(names), names_from)
 
 
@@ -350,9 +354,11 @@ def parse_label_file(path: Path, size: tuple[int, int], num_classes: int,
         box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
         clipped = (max(box[0], 0.0), max(box[1], 0.0), min(box[2], float(width)), min(box[3], float(height)))
         if clipped != box:
-            hint = "" if all(0 <= v <= 1 for v in values[1:]) else " (values outside [0, 1]; YOLO labels are normalised)"
+            normalised = all(0 <= v <= 1 for v in values[1:])
+            hint = "" if normalised else " (values outside [0, 1]; YOLO labels are normalised)"
             if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-                log.warning("%s: dropping box %s lying outside the %dx%d image%s", where, line.strip(), width, height, hint)
+                log.warning("%s: dropping box %s lying outside the %dx%d image%s",
+                            where, line.strip(), width, height, hint)
                 continue
             log.warning("%s: clipping box %s to the %dx%d image%s", where, line.strip(), width, height, hint)
         boxes.append(clipped)

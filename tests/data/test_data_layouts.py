@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dirty_data import CAT, DOG, coco_json, image, jpeg_bytes, voc_xml, write_voc, write_voc_tree
 from harness.cli import app
-from harness.data import BACKGROUND, DatasetError, VOCDataset, available_splits, build_dataset, default_splits
+from harness.data import BACKGROUND, DatasetError, available_splits, build_dataset, default_splits
 from harness.data.layouts import hash_split
 from harness.data.voc import voc_layout
 
@@ -87,7 +87,7 @@ def test_unnamed_images_missing_images_and_foreign_xml_are_warned(tmp_path: Path
     assert "1 images that no XML names (not used): orphan.jpg" in caplog.text
     assert "1 of 6 XMLs name an image that is not there" in caplog.text and "gone.xml" in caplog.text
     assert "skipped 1 .xml files that are not VOC annotations" in caplog.text and "pom.xml" in caplog.text
-    (split,) = [s for s in splits if "gone" in _build(f"voc:{root}", s).ids]
+    assert sum("gone" in _build(f"voc:{root}", s).ids for s in splits) == 1
     code, text = _cli("datasets", f"voc:{root}")
     assert code == 2 and "gone.jpg is missing" in text  # a missing image still stops before training
 
@@ -120,7 +120,7 @@ def test_datasets_command_names_layout_and_split(tmp_path: Path):
     root = write_voc_tree(tmp_path / "shots", {f"img{i}": ("", "") for i in range(5)})
     code, text = _cli("datasets", f"voc:{root}", "--set", "data.split_seed=3")
     assert code == 0, text
-    assert "layout VOC XML found below the folder: 5 files; images beside the XML (5)" in text
+    assert "layout VOC XML found below the folder: 5 files; where the images are: beside the XML (5)" in text
     assert "split 80/20 train/test by file name, seed 3" in text
     code, text = _cli("datasets", f"voc:{root}", "--set", "data.split_sed=3")
     assert code == 2 and "unknown config key 'data.split_sed'" in text

@@ -8,8 +8,8 @@ import cv2
 import pytest
 import torch
 
-from dirty_data import exif_rotated_jpeg, image, write_yolo, yolo_line
-from harness.data import BACKGROUND, DatasetError, YOLODataset, available_splits, build_dataset, default_splits
+from dirty_data import exif_rotated_jpeg, image, write_yolo
+from harness.data import BACKGROUND, DatasetError, available_splits, build_dataset, default_splits
 from harness.data.yolo import label_path, parse_data_yaml
 
 EXPECTED = torch.tensor([[16.0, 12.0, 32.0, 24.0], [39.0, 19.0, 60.0, 44.0]])
