@@ -109,3 +109,30 @@ def test_exif_rotated_photo_is_warned_and_a_non_image_named(tmp_path: Path, capl
     (root / "images" / "val" / "val0.jpg").write_bytes(b"not an image at all")
     with pytest.raises(DatasetError, match=r"cannot decode image .*val0\.jpg"):
         _build(f"yolo:{root}", "val")
+
+
+def test_yolo_export_of_real_voc_data_gives_the_voc_boxes(bccd_dir: Path, tmp_path: Path):
+    """BCCD's VOC boxes written as YOLO lines (as a converter would) come back as the same boxes."""
+    voc = build_dataset(f"voc:{bccd_dir}", "test", min_size=480, max_size=640)
+    root = tmp_path / "bccd_yolo"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    (root / "images" / "train").mkdir()
+    names = voc.class_names[1:]
+    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: {list(names)}\n")
+    chosen = range(0, len(voc), 6)
+    for i in chosen:
+        src = voc.image_path(i)
+        (root / "images" / "val" / src.name).symlink_to(src)
+        target = voc.annotation(i)
+        h, w = target["orig_size"].tolist()
+        lines = [f"{label - 1} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+                 for (x1, y1, x2, y2), label in zip(target["boxes"].tolist(), target["labels"].tolist())]
+        (root / "labels" / "val" / src.with_suffix(".txt").name).write_text("\n".join(lines) + "\n")
+    yolo = build_dataset(f"yolo:{root}", "val", min_size=480, max_size=640)
+    assert len(yolo) == len(chosen) and yolo.class_names == voc.class_names
+    for k, i in enumerate(chosen):
+        a, b = voc.annotation(i), yolo.annotation(k)
+        assert yolo.image_path(k).name == voc.image_path(i).name
+        assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["orig_size"], b["orig_size"])
+        assert torch.allclose(a["boxes"], b["boxes"], atol=1e-3)  # 6 decimals of a 640-px width
