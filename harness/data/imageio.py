@@ -126,7 +126,8 @@ def require_files(paths: Sequence[Path], *, dataset: str) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more of the {len(paths)} listed)" if len(missing) > 1 else ""
         raise DatasetError(
-            f"{dataset}: image file {missing[0]} is missing{more}; restore it or remove its id from the split (or its annotation file)"
+            f"{dataset}: image file {missing[0]} is missing{more}; "
+            "restore it or remove its id from the split (or its annotation file)"
         )
 
 
