@@ -105,27 +105,41 @@ def _flow_items(text: str, where: str) -> list[str]:
     return items
 
 
-def parse_data_yaml(path: Path) -> dict[str, Any]:
-    """The top-level keys of an ultralytics ``data.yaml`` (strings, lists of strings, or ``{key: name}`` dicts).
+_YAML_KEYS = ("path", "train", "val", "valid", "test", "names", "nc")  # what the loader reads; others are skipped
 
-    Reads the subset such files use: ``key: value``, flow lists ``[a, b]`` and
-    maps ``{0: a}``, block lists (``- a``) and block maps (``0: a``) indented
-    under a key, quotes and comments. Anything else is a DatasetError naming the line.
+
+def parse_data_yaml(path: Path) -> dict[str, Any]:
+    """The keys of an ultralytics ``data.yaml`` the loader reads (``_YAML_KEYS``), as strings, lists or dicts.
+
+    Reads the subset such files use for them: ``key: value``, flow lists
+    ``[a, b]`` (also over several lines) and maps ``{0: a}``, block lists
+    (``- a``) and block maps (``0: a``) indented under the key, quotes and
+    comments. Other keys (``download: |`` with a script under it) are skipped.
+    A line of a needed key that does not fit is a DatasetError naming the line.
     """
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read {path}: {err}") from None
     out: dict[str, Any] = {}
-    key = None
+    key: str | None = None
+    pending = ""  # a flow list still open over several lines
     for lineno, raw in enumerate(lines, start=1):
         line = _strip_comment(raw).rstrip()
+        where = f"{path}:{lineno}"
+        if pending:
+            pending += " " + line.strip()
+            if pending.endswith("]"):
+                out[key] = [_scalar(item) for item in _flow_items(pending[1:-1], where)]  # type: ignore[index]
+                pending = ""
+            continue
         if not line.strip() or line.strip() == "---":
             continue
-        where = f"{path}:{lineno}"
         indented = line[0].isspace()
         body = line.strip()
-        if indented and key is not None:
+        if indented:
+            if key is None or key not in _YAML_KEYS:
+                continue  # under a key the loader does not read
             block = out[key]
             if body.startswith("- ") or body == "-":
                 if block is None:
@@ -135,22 +149,24 @@ def parse_data_yaml(path: Path) -> dict[str, Any]:
                 block.append(_scalar(body[1:]))
                 continue
             sub_key, sep, value = body.partition(":")
-            if sep:
-                if block is None:
-                    out[key] = block = {}
-                if not isinstance(block, dict):
-                    raise DatasetError(f"{where}: a mapping entry under {key!r}, which already has a value")
-                block[_scalar(sub_key)] = _scalar(value)
-                continue
-            raise DatasetError(f"{where}: cannot read {raw.strip()!r}")
-        if indented:
-            continue  # an indented line under a key we do not read
+            if not sep:
+                raise DatasetError(f"{where}: cannot read {raw.strip()!r}")
+            if block is None:
+                out[key] = block = {}
+            if not isinstance(block, dict):
+                raise DatasetError(f"{where}: a mapping entry under {key!r}, which already has a value")
+            block[_scalar(sub_key)] = _scalar(value)
+            continue
         name, sep, value = body.partition(":")
+        key, value = _scalar(name), value.strip()
+        if key not in _YAML_KEYS:
+            continue
         if not sep:
             raise DatasetError(f"{where}: expected 'key: value', got {raw.strip()!r}")
-        key, value = _scalar(name), value.strip()
         if not value:
             out[key] = None
+        elif value.startswith("[") and not value.endswith("]"):
+            pending = value
         elif value.startswith("[") and value.endswith("]"):
             out[key] = [_scalar(item) for item in _flow_items(value[1:-1], where)]
         elif value.startswith("{") and value.endswith("}"):
@@ -158,6 +174,8 @@ def parse_data_yaml(path: Path) -> dict[str, Any]:
             out[key] = {_scalar(k): _scalar(v) for k, _, v in pairs}
         else:
             out[key] = _scalar(value)
+    if pending:
+        raise DatasetError(f"{path}: the list of {key!r} is not closed with ]")
     return out
 
 

@@ -94,9 +94,19 @@ def test_label_path_and_yaml_subset(tmp_path: Path):
     assert label_path(Path("/d/pics/a.jpg")) == Path("/d/pics/a.txt")
     path = tmp_path / "data.yaml"
     path.write_text("train: ../train/images  # comment\nval: [a, 'b c']\nnames:\n  - 'it''s'\n  - \"x # y\"\n"
-                    "nc: 2\nmap: {0: a, 1: 'b'}\n")
+                    "nc: 2\ntest: {0: a, 1: 'b'}\n")
     assert parse_data_yaml(path) == {"train": "../train/images", "val": ["a", "b c"], "names": ["it's", "x # y"],
-                                     "nc": "2", "map": {"0": "a", "1": "b"}}
+                                     "nc": "2", "test": {"0": "a", "1": "b"}}
+    # the shape of ultralytics' own dataset files: a download script under a key the loader skips,
+    # and a names list over several lines
+    path.write_text("path: ../datasets/coco8\ntrain: images/train\nval: images/val\ntest:\n"
+                    "names: ['person', 'bicycle',\n        'car']\n"
+                    "download: |\n  from pathlib import Path\n  x = {'a': 1}  # a comment\n  - not a list\n")
+    assert parse_data_yaml(path) == {"path": "../datasets/coco8", "train": "images/train", "val": "images/val",
+                                     "test": None, "names": ["person", "bicycle", "car"]}
+    path.write_text("names:\n  0: a\n  oops\n")
+    with pytest.raises(DatasetError, match=r"data\.yaml:3: cannot read 'oops'"):
+        parse_data_yaml(path)
 
 
 def test_exif_rotated_photo_is_warned_and_a_non_image_named(tmp_path: Path, caplog):
