@@ -108,7 +108,7 @@ def _summary(record: dict) -> Table:
 @app.command()
 def run(
     detector: Detector = typer.Option(Detector.faster, help="Which detector: faster (RPN), fast (selective search), rcnn."),
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     backbone: str = typer.Option("tiny", help="tiny | resnet18 | resnet50 | vgg16"),
     weights: Optional[Path] = typer.Option(None, help="Local state-dict file for the backbone (default: random init)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the profile's)."),

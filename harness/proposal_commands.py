@@ -60,7 +60,7 @@ def _setup(
 
 
 def proposals_command(
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: Optional[int] = typer.Option(None, min=0, help="Worker processes (default: one per usable core; 0: in this process, no pool)."),
     mode: Mode = typer.Option(Mode.fast, help="Selective search mode: fast (the papers') or quality."),
@@ -130,7 +130,7 @@ def export_proposal_file(path: Path, sets: list[DetectionDataset], cache: Propos
 
 
 def bench_proposals_command(
-    dataset: str = typer.Option(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: int = typer.Option(2, min=2, help="Processes of the parallel pass (compared against 1)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images of each split."),
