@@ -6,6 +6,7 @@ options of a run that trains in a few seconds on two CPU cores.
 """
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -97,3 +98,72 @@ def voc_run(root: Path) -> list[str]:
     """CLI options of a tiny training run on the VOC tree at ``root``."""
     return ["--dataset", f"voc:{root}", "--epochs", "1", "--set", "data.min_size=48", "--set", "data.max_size=64",
             "--set", "test.warmup_images=0", "--set", "test.recall_counts=10", "--set", "train.warmup_iters=1"]
+
+
+# ------------------------------------------------------------------ dataset layouts people have (issue 19)
+
+CAT, DOG = ("cat", 17, 13, 32, 24), ("dog", 40, 20, 60, 44)  # VOC 1-based inclusive, in a 48x64 image
+
+
+def write_voc_tree(root: Path, placement: dict[str, tuple[str, str]], *, objects: list[tuple] | None = None,
+                   ext: str = ".jpg", filename: bool = True) -> Path:
+    """VOC XML + JPEG pairs with no ImageSets: ``placement[stem] = (xml_folder, image_folder)`` below ``root``.
+
+    Each image is 48x64 with a cat and a dog (``objects`` overrides); ``filename=False`` leaves
+    ``<filename>`` out of the XML (the loader must then go by the XML's own name).
+    """
+    for k, (stem, (xml_dir, image_dir)) in enumerate(sorted(placement.items())):
+        (root / xml_dir).mkdir(parents=True, exist_ok=True)
+        (root / image_dir).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / image_dir / f"{stem}{ext}"), image(seed=k))
+        xml = voc_xml(f"{stem}{ext}", (48, 64), [CAT, DOG] if objects is None else objects)
+        if not filename:
+            xml = xml.replace(f"<filename>{stem}{ext}</filename>", "")
+        (root / xml_dir / f"{stem}.xml").write_text(xml)
+    return root
+
+
+def yolo_line(cls: int, box: tuple[float, float, float, float], size: tuple[int, int] = (48, 64)) -> str:
+    """``class cx cy w h`` (normalised) of an absolute ``x1, y1, x2, y2`` box in an image of ``size`` (h, w)."""
+    h, w = size
+    x1, y1, x2, y2 = box
+    return f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+
+
+def write_yolo(root: Path, splits: dict[str, int], *, yaml: str | None = "list", classes_txt: bool = False,
+               lines: list[str] | None = None) -> Path:
+    """An ultralytics tree: ``images/<split>/<split><i>.jpg`` (48x64) and ``labels/<split>/<split><i>.txt``.
+
+    Every label file holds ``lines`` (default: a cat, class 0, at 16,12,32,24 and a dog, class 1, at
+    39,19,60,44). ``yaml``: ``"list"`` or ``"dict"`` form of ``names:`` in data.yaml, or ``None`` for no YAML.
+    """
+    lines = [yolo_line(0, (16, 12, 32, 24)), yolo_line(1, (39, 19, 60, 44))] if lines is None else lines
+    k = 0
+    for split, n in splits.items():
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / "images" / split / f"{split}{i}.jpg"), image(seed=k))
+            (root / "labels" / split / f"{split}{i}.txt").write_text("\n".join(lines) + "\n")
+            k += 1
+    folders = "".join(f"{s}: images/{s}\n" for s in splits)
+    if yaml == "list":
+        (root / "data.yaml").write_text(f"# written by a test\npath: .\n{folders}nc: 2\nnames: ['cat', \"dog\"]\n")
+    elif yaml == "dict":
+        (root / "data.yaml").write_text(f"path: .  # dataset root\n{folders}names:\n  0: cat\n  1: dog  # good dog\n")
+    if classes_txt:
+        (root / "classes.txt").write_text("cat\ndog\n")
+    return root
+
+
+def coco_json(path: Path, images: list[tuple[int, str]], boxes: dict[int, list[list[float]]],
+              categories: tuple[tuple[int, str], ...] = ((1, "cat"), (2, "dog"))) -> Path:
+    """A COCO instances file: 48x64 ``images`` ``(id, file_name)``; ``boxes[image_id]`` = ``[x, y, w, h, category]``."""
+    anns = [{"image_id": image_id, "category_id": int(b[4]), "bbox": list(b[:4]), "area": b[2] * b[3], "iscrowd": 0}
+            for image_id, bs in boxes.items() for b in bs]
+    for k, ann in enumerate(anns, start=1):
+        ann["id"] = k
+    data = {"images": [{"id": i, "file_name": f, "width": 64, "height": 48} for i, f in images],
+            "annotations": anns, "categories": [{"id": c, "name": n} for c, n in categories]}
+    path.write_text(json.dumps(data))
+    return path

@@ -14,16 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dirty_data import (
-    add_voc_image,
-    exif_rotated_jpeg,
-    image,
-    jpeg_bytes,
-    voc_run,
-    write_voc,
-)
 from typer.testing import CliRunner
 
+from dirty_data import (
+    add_voc_image, coco_json, exif_rotated_jpeg, image, jpeg_bytes, voc_run, voc_xml, write_voc, write_yolo,
+    yolo_line,
+)
 from harness.cli import app
 from harness.config import TrainConfig
 from harness.data import DatasetError, VOCDataset, build_dataset
@@ -220,6 +216,99 @@ def test_bad_coco_json_exit_2(tmp_path: Path, edit, message: str):
     (tmp_path / "instances.json").write_text(json.dumps(data))
     code, text = _invoke("datasets", f"coco:{tmp_path / 'instances.json'}")
     assert code == 2 and "error:" in text and message in text and "instances.json" in text
+
+
+# ------------------------------------------------------------------ non-finite numbers (issue 20, item 2)
+
+
+@pytest.mark.parametrize(
+    "tag, value, message",
+    [
+        ("ymin", "nan", "object 2 (cat) <ymin> is 'nan'"),
+        ("xmax", "inf", "object 2 (cat) <xmax> is 'inf'"),
+        ("xmin", "-Infinity", "object 2 (cat) <xmin> is '-Infinity'"),
+        ("width", "inf", "<size><width> is 'inf'"),
+        ("height", "NaN", "<size><height> is 'NaN'"),
+        ("ymin", "abc", "bad number in object 2 (cat) <ymin>: 'abc'"),
+    ],
+)
+def test_non_finite_voc_numbers_are_errors_naming_file_and_object(tmp_path: Path, tag: str, value: str,
+                                                                   message: str):
+    root = write_voc(tmp_path / "voc", n_train=2, n_test=1)
+    cat = dict(zip(("xmin", "ymin", "xmax", "ymax"), (17, 13, 32, 24)))
+    size = {"height": 48, "width": 64}
+    (cat if tag in cat else size)[tag] = value
+    objects = [("dog", 40, 20, 60, 44), ("cat", *cat.values())]
+    (root / "Annotations" / "t1.xml").write_text(voc_xml("t1.jpg", (size["height"], size["width"]), objects))
+    for command in (["datasets", f"voc:{root}"], ["run", "--results", tmp_path / "r", *voc_run(root)]):
+        code, text = _invoke(*command)
+        assert code == 2 and "error:" in text and "t1.xml" in text and message in text, text
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["annotations"][1]["bbox"].__setitem__(2, float("nan")), "annotation 2 has bbox [39, 19, nan, 25]"),
+        (lambda d: d["annotations"][0]["bbox"].__setitem__(0, float("inf")), "annotation 1 has bbox [inf, 12,"),
+        (lambda d: d["annotations"][0].update(area=float("-inf")), "annotation 1 has area -inf"),
+        (lambda d: d["images"][1].update(width=float("inf")), "image 2 width is inf"),
+        (lambda d: d["images"][0].update(height=float("nan")), "image 1 height is nan"),
+    ],
+)
+def test_non_finite_coco_numbers_are_errors(tmp_path: Path, edit, message: str):
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(jpeg_bytes(image()))
+    path = coco_json(tmp_path / "instances.json", [(1, "a.jpg"), (2, "b.jpg")],
+                     {1: [[16, 12, 16, 12, 1]], 2: [[39, 19, 21, 25, 2]]})
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))  # Python writes NaN / Infinity, and its json module reads them back
+    assert "NaN" in path.read_text() or "Infinity" in path.read_text()
+    code, text = _invoke("datasets", f"coco:{path}")
+    assert code == 2 and "error:" in text and "instances.json" in text and message in text, text
+    assert "every number in an annotation must be finite" in text or "expected a finite number" in text
+
+
+# ------------------------------------------------------------------ YOLO label lines
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("0 0.5 0.5 0.2", "expected 5 fields 'class cx cy w h', got 4"),
+        ("0 0.5 0.5 0.2 0.2 0.9", "expected 5 fields 'class cx cy w h', got 6"),
+        ("0 0.5 half 0.2 0.2", "not a number in '0 0.5 half 0.2 0.2'"),
+        ("0 0.5 nan 0.2 0.2", "holds NaN or infinity"),
+        ("1 inf 0.5 0.2 0.2", "holds NaN or infinity"),
+        ("1.5 0.5 0.5 0.2 0.2", "class id '1.5' is not a whole number"),
+    ],
+)
+def test_bad_yolo_lines_are_errors_naming_file_and_line(tmp_path: Path, line: str, message: str):
+    root = write_yolo(tmp_path / "yolo", {"train": 2, "val": 1})
+    (root / "labels" / "train" / "train1.txt").write_text(yolo_line(0, (16, 12, 32, 24)) + "\n\n" + line + "\n")
+    code, text = _invoke("datasets", f"yolo:{root}")
+    assert code == 2 and "error:" in text and f"{root / 'labels' / 'train' / 'train1.txt'}:3" in text
+    assert message in text, text
+
+
+def test_yolo_boxes_outside_degenerate_and_unknown_ids_are_warnings(tmp_path: Path, caplog):
+    lines = ["0 0.9 0.5 0.5 0.5",  # reaches past the right edge: clipped
+             "1 1.5 0.5 0.2 0.2",  # wholly outside: dropped
+             "0 0.5 0.5 0 0.2",    # zero width: dropped
+             "7 0.5 0.5 0.2 0.2",  # class 7 of 2 names: dropped, listed
+             "1 20 24 10 8"]       # pixels instead of fractions: dropped, with a hint
+    root = write_yolo(tmp_path / "yolo", {"train": 1, "val": 1}, lines=lines)
+    with caplog.at_level(logging.WARNING, logger="harness.data.yolo"):
+        ds = build_dataset(f"yolo:{root}", "train", min_size=48, max_size=64)
+    label = root / "labels" / "train" / "train0.txt"
+    assert f"{label}:1: clipping box 0 0.9 0.5 0.5 0.5 to the 64x48 image" in caplog.text
+    assert f"{label}:2: dropping box 1 1.5 0.5 0.2 0.2 lying outside the 64x48 image (values outside [0, 1]" \
+        in caplog.text
+    assert f"{label}:3: dropping degenerate box" in caplog.text
+    assert f"dropped 1 boxes with class ids outside 0..1 (2 names from data.yaml): 7 (1, first at {label}:4)" \
+        in caplog.text
+    assert f"{label}:5: dropping box 1 20 24 10 8 lying outside" in caplog.text
+    assert ds.annotation(0)["boxes"].tolist() == [[41.599998474121094, 12.0, 64.0, 36.0]]
 
 
 @pytest.mark.parametrize(

@@ -66,14 +66,14 @@ NEW_VALUE = {
     "proposals.source": "file", "proposals.file": "proposals.json", "proposals.mode": "quality",
     "proposals.cache_dir": "elsewhere/proposals", "proposals.test_timing": "cache",
     "rcnn.feature_layer": "pool5", "rcnn.cache_dtype": "float16", "rcnn.cache_dir": "elsewhere/features",
-    "rcnn.classifier": "softmax", "rcnn.context_padding": "4",
+    "rcnn.classifier": "softmax", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
 }
 # keys another key's new value needs (proposals.source=file needs a file)
 COMPANION = {"proposals.source": {"proposals.file": "proposals.json"}}
 # free text: no value of the right type is refused by the config (paths, split names, dataset specs and
 # backbone names are checked where they are used)
 FREE_TEXT = {"data.dataset", "data.train_split", "data.test_split", "model.backbone", "model.weights",
-             "proposals.file", "proposals.cache_dir", "rcnn.cache_dir"}
+             "proposals.file", "proposals.cache_dir", "rcnn.cache_dir", "data.class_names"}
 
 
 def _keys_listed_by_harness_config() -> list[str]:
@@ -108,8 +108,8 @@ def _expected(tp, text):
     """What ``--set KEY=TEXT`` must put in the config, parsed here independently of the config's converter."""
     if tp is bool:
         return {"true": True, "false": False}[text]
-    if tp in (tuple[int, ...], tuple[float, ...]):
-        item = int if tp == tuple[int, ...] else float
+    if tp in (tuple[int, ...], tuple[float, ...], tuple[str, ...]):
+        item = {tuple[int, ...]: int, tuple[float, ...]: float, tuple[str, ...]: str}[tp]
         return tuple(item(v) for v in text.split(","))
     if tp in (int, int | None):
         return int(text)

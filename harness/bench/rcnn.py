@@ -84,9 +84,9 @@ def run_rcnn_bench(cfg: RunConfig, *, device: torch.device, crops: int, repeats:
     from harness import data as data_layer
 
     d = cfg.data
-    test_split = data_layer.default_splits(d.dataset)[1]
+    test_split = data_layer.default_splits(d.dataset, **data_layer.dataset_options(d))[1]
     dataset = data_layer.build_dataset(d.dataset, d.test_split or test_split, min_size=d.min_size,
-                                       max_size=d.max_size, synthetic=d.synthetic)
+                                       max_size=d.max_size, synthetic=d.synthetic, **data_layer.dataset_options(d))
     image, _ = dataset[0]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, dataset.num_classes)

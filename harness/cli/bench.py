@@ -204,7 +204,7 @@ def bench_scaling(
 
 
 def bench_proposals(
-    dataset: str = typer.Option(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: int = typer.Option(2, min=2, help="Processes of the parallel pass (compared against 1)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N images of each split."),

@@ -41,10 +41,12 @@ def proposal_setup(
         if cfg.proposals.source != "selective_search":
             fail("proposals.source=file: external proposals need no precomputation")
         d = cfg.data
-        default_train, default_test = data_layer.default_splits(d.dataset)
+        options = data_layer.dataset_options(d)
+        default_train, default_test = data_layer.default_splits(d.dataset, **options)
         names = splits or [d.train_split or default_train, d.test_split or default_test]
         sets = [
-            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic)
+            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic,
+                                     **options)
             for s in dict.fromkeys(names)
         ]
     except (ConfigError, data_layer.DatasetError) as err:
@@ -53,7 +55,7 @@ def proposal_setup(
 
 
 def proposals_command(
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: Optional[int] = typer.Option(None, min=0, help="Worker processes (default: one per usable core; 0: in this process, no pool)."),
     mode: Mode = typer.Option(Mode.fast, help="Selective search mode: fast (the papers') or quality."),

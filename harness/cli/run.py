@@ -55,7 +55,8 @@ def given(**options: object) -> dict[str, object]:
 
 def run(
     detector: Detector = typer.Option("faster", help="Which detector: faster (RPN), fast (selective search), rcnn."),
-    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | voc:DIR | "
+                                                     "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     backbone: Optional[str] = typer.Option(None, help="tiny | resnet18 | resnet50 | vgg16 (default: the profile's: "
                                                       "tiny for cpu, vgg16 for paper)."),
     weights: Optional[Path] = typer.Option(None, help="Local state-dict file for the backbone (default: random init)."),
@@ -95,7 +96,7 @@ def run(
             overrides.update({"train.amp": True, "test.amp": True})
         overrides.update(parse_set_options(set_))
         cfg = build_config(detector=detector.value, profile=profile.value, overrides=overrides)
-        data_layer.default_splits(cfg.data.dataset)  # bad dataset specs fail here, before any work
+        data_layer.default_splits(cfg.data.dataset, **data_layer.dataset_options(cfg.data))  # bad specs fail here
         check_run(cfg, resuming=resume is not None)  # what this detector cannot do fails before any work
         resumed = prepare_resume(results, resume, to_dict(cfg)) if resume is not None else None
     except (ConfigError, data_layer.DatasetError, CheckpointError) as err:
@@ -123,24 +124,28 @@ def run(
 
 
 def datasets(
-    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | "
+                                            "yolo:DIR | yolo:data.yaml"),
     check_images: bool = typer.Option(False, "--check-images",
                                       help="Also decode every image and list the unreadable ones (slow on big sets)."),
+    set_: list[str] = typer.Option([], "--set", help="data.split_seed=N, data.class_names=a,b (as for `harness run`)."),
 ) -> None:
-    """Describe a dataset: images, boxes, classes and box sizes per split."""
+    """Describe a dataset: its layout, how it is split, and images, boxes, classes and box sizes per split."""
     from harness import data as data_layer
+    from harness.config import ConfigError, build_config, parse_set_options
     from harness.data.imageio import require_image_files, unreadable_images
 
     bad: list[str] = []
     try:
-        splits = data_layer.available_splits(dataset)
+        options = data_layer.dataset_options(build_config(overrides=parse_set_options(set_)).data)
+        splits = data_layer.available_splits(dataset, **options)
         for split in splits:
-            ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320)
+            ds = data_layer.build_dataset(dataset, split, min_size=192, max_size=320, **options)
             out.print(data_layer.format_stats(data_layer.dataset_stats(ds)), markup=False, highlight=False)
             require_image_files(ds)
             if check_images and hasattr(ds, "image_path"):
                 bad += unreadable_images([ds.image_path(i) for i in range(len(ds))], dataset=ds.name)
-    except data_layer.DatasetError as err:
+    except (data_layer.DatasetError, ConfigError) as err:
         fail(str(err))
     for message in bad:
         console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -47,6 +47,8 @@ class DataConfig:
     max_size: int = 320  # longer side cap (papers: 1000)
     flip_prob: float = 0.5  # horizontal flip in training (Fast R-CNN 2.3)
     workers: int = 0  # DataLoader worker processes
+    split_seed: int = 0  # 80/20 split of VOC / YOLO folders with no split files or folders
+    class_names: tuple[str, ...] = ()  # YOLO: names of class ids 0..K-1; VOC: fixed class list (others dropped)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

@@ -1,7 +1,9 @@
 """Data layer: one sample contract (:mod:`.base`), three sources, the paper transforms.
 
 Sources: :class:`SyntheticDataset` (default, generated, needs nothing on disk),
-:class:`VOCDataset` (PASCAL VOC layout) and :class:`COCODataset` (COCO JSON).
+:class:`VOCDataset` (PASCAL VOC XML, any folder layout), :class:`COCODataset`
+(COCO JSON, one file or a train and a test file) and :class:`YOLODataset`
+(YOLO text labels, the ultralytics layout).
 The CLI goes through the spec functions: ``parse_dataset_spec``,
 ``available_splits``, ``default_splits``, ``build_dataset``, and
 ``dataset_stats`` / ``format_stats`` / ``stats_rows`` for ``harness datasets``.
@@ -26,6 +28,7 @@ from harness.data.specs import (
     available_splits,
     build_dataset,
     build_transforms,
+    dataset_options,
     default_splits,
     parse_dataset_spec,
 )
@@ -33,6 +36,7 @@ from harness.data.stats import dataset_stats, format_stats, printable, stats_row
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
 from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
 from harness.data.voc import VOCDataset
+from harness.data.yolo import YOLODataset
 
 __all__ = [
     "BACKGROUND",
@@ -50,11 +54,13 @@ __all__ = [
     "Target",
     "Transform",
     "VOCDataset",
+    "YOLODataset",
     "available_splits",
     "build_dataset",
     "build_transforms",
     "check_target",
     "collate",
+    "dataset_options",
     "dataset_stats",
     "default_splits",
     "format_stats",

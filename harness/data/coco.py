@@ -5,7 +5,10 @@
 - Boxes: COCO ``bbox`` is ``[x, y, w, h]`` in the continuous 0-based frame
   already, so the only conversion is ``x2 = x + w``, ``y2 = y + h``. Boxes
   with ``w <= 0`` or ``h <= 0`` are dropped and boxes reaching outside the
-  image are clipped, each with a logged warning.
+  image are clipped, each with a logged warning. NaN or infinity (which
+  Python's ``json`` accepts as ``NaN`` / ``Infinity``) in a ``bbox``, an
+  ``area`` or an image's ``width`` / ``height`` is an error naming the file
+  and the annotation or image.
 - Crowd regions (``iscrowd = 1``) are kept with ``iscrowd = True`` (evaluated
   as "ignore" regions, removed by :func:`~harness.data.base.training_target`).
 - Images without annotations are kept (they still contribute false positives).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,35 @@ def _require(entry: dict[str, Any], keys: tuple[str, ...], where: str, path: Pat
         raise DatasetError(f"{path}: {where} is missing key(s) {', '.join(missing)}")
 
 
+def _finite(value: Any, where: str) -> int:
+    """An image size as an int; NaN / inf (Python's json reads ``NaN``, ``Infinity``) is an error naming it."""
+    number = float(value)  # a non-number: ValueError / TypeError -> "malformed COCO JSON" in build_dataset
+    if not math.isfinite(number):
+        raise DatasetError(f"{where} is {value!r}; every number in an annotation must be finite")
+    return int(number)
+
+
+def _check_finite(ann: dict[str, Any], where: str) -> None:
+    """Every number of an annotation's ``bbox`` and its ``area`` (when given) is finite."""
+    bbox = ann["bbox"]
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where} has bbox {bbox!r}, expected [x, y, w, h]") from None
+    if len(values) != 4:
+        raise DatasetError(f"{where} has bbox {bbox!r}, expected [x, y, w, h]")
+    if not all(math.isfinite(v) for v in values):
+        raise DatasetError(f"{where} has bbox {bbox!r}; every number in an annotation must be finite")
+    area = ann.get("area")
+    if area is not None:
+        try:
+            ok = math.isfinite(float(area))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DatasetError(f"{where} has area {area!r}; expected a finite number")
+
+
 class COCODataset(DetectionDataset):
     """Images and boxes of a COCO instances JSON.
 
@@ -86,6 +119,9 @@ class COCODataset(DetectionDataset):
         self.annotation_json = path
         self.images_dir = Path(images_dir) if images_dir is not None else path.parent
         self.name = f"coco:{path.stem}/{split}"
+        self.layout = "COCO instances JSON"
+        self.split_rule = ("every image" if split == "all" else
+                           f"{100 - TEST_PERCENT}/{TEST_PERCENT} train/test by image id (sha256, fixed)")
         data = self._read_json(path)
 
         categories = sorted(data["categories"], key=lambda c: self._category_id(c, path))
@@ -110,6 +146,7 @@ class COCODataset(DetectionDataset):
                 raise DatasetError(f"{where} refers to unknown image id {ann['image_id']}")
             if int(ann["category_id"]) not in label_of_category:
                 raise DatasetError(f"{where} refers to unknown category id {ann['category_id']}")
+            _check_finite(ann, where)
             per_image[int(ann["image_id"])].append(ann)
 
         self.image_ids = [i for i in sorted(images) if split == "all" or coco_split_of(i) == split]
@@ -121,7 +158,8 @@ class COCODataset(DetectionDataset):
         for image_id in self.image_ids:
             entry = images[image_id]
             self._files.append(self._image_file(str(entry["file_name"]), path))
-            size = (int(entry["height"]), int(entry["width"]))
+            size = (_finite(entry["height"], f"{path}: image {image_id} height"),
+                    _finite(entry["width"], f"{path}: image {image_id} width"))
             self._sizes.append(size)
             self._targets.append(self._convert(per_image[image_id], size, label_of_category, path))
 

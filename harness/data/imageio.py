@@ -83,6 +83,27 @@ def read_rgb(path: Path, *, dataset: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_header(path: Path, *, dataset: str) -> tuple[int, int, int]:
+    """``(h, w, exif_orientation)`` from the file header (no decoding of the pixels).
+
+    ``h, w`` is the stored pixel grid, the one :func:`read_rgb` returns (EXIF
+    orientation ignored); ``exif_orientation`` is the EXIF tag (1: none). A
+    header Pillow cannot read falls back to :func:`read_rgb`, whose error names the file.
+    """
+    from PIL import Image, UnidentifiedImageError  # Pillow comes with torchvision
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+        if width > 0 and height > 0:
+            return int(height), int(width), orientation
+    except (OSError, UnidentifiedImageError, ValueError, TypeError, Image.DecompressionBombError):
+        pass
+    height, width = read_rgb(path, dataset=dataset).shape[:2]
+    return height, width, 1
+
+
 def check_size(shape: tuple[int, ...], expected: tuple[int, int] | None, path: Path, *, dataset: str,
                source: str) -> None:
     """Warn when the decoded ``(h, w)`` differs from the size ``source`` (the annotation) states."""
@@ -105,7 +126,8 @@ def require_files(paths: Sequence[Path], *, dataset: str) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more of the {len(paths)} listed)" if len(missing) > 1 else ""
         raise DatasetError(
-            f"{dataset}: image file {missing[0]} is missing{more}; restore it or remove its id from the split"
+            f"{dataset}: image file {missing[0]} is missing{more}; "
+            "restore it or remove its id from the split (or its annotation file)"
         )
 
 

@@ -29,7 +29,8 @@ def dataset_stats(dataset: DetectionDataset) -> dict[str, Any]:
 
     Returns a JSON-serialisable dict::
 
-        name, images, boxes, empty_images, difficult, crowd,
+        name, [layout, split_rule: how the files were found and split, when the source says],
+        images, boxes, empty_images, difficult, crowd,
         boxes_per_image: {mean, max},
         classes: {class_name: {boxes, difficult, crowd}}   # every class, label order
         box_width / box_height / box_area: {min, median, max}
@@ -66,8 +67,10 @@ def dataset_stats(dataset: DetectionDataset) -> dict[str, Any]:
             "difficult": int((of_class & all_difficult).sum()),
             "crowd": int((of_class & all_crowd).sum()),
         }
+    layout = {key: str(getattr(dataset, key)) for key in ("layout", "split_rule") if getattr(dataset, key, None)}
     return {
         "name": getattr(dataset, "name", type(dataset).__name__),
+        **layout,
         "images": n,
         "boxes": int(all_labels.size),
         "empty_images": int((per_image == 0).sum()),
@@ -120,7 +123,9 @@ def stats_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
     """``(field, value)`` string pairs of one split, ready for a two-column table."""
     per_image = stats["boxes_per_image"]
     mean_text = "-" if per_image["mean"] is None else f"{per_image['mean']:.2f}"
-    rows = [
+    rows = [(field, printable(stats[key])) for key, field in (("layout", "layout"), ("split_rule", "split"))
+            if stats.get(key)]
+    rows += [
         ("images", _num(stats["images"])),
         ("empty images", _num(stats["empty_images"])),
         ("boxes", _num(stats["boxes"])),

@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 def build_datasets(cfg: RunConfig) -> tuple[data_layer.DetectionDataset, data_layer.DetectionDataset]:
     """Train (with flips) and test datasets of the configured source."""
     d = cfg.data
-    default_train, default_test = data_layer.default_splits(d.dataset)
-    common = {"min_size": d.min_size, "max_size": d.max_size, "seed": cfg.seed, "synthetic": d.synthetic}
+    options = data_layer.dataset_options(d)
+    default_train, default_test = data_layer.default_splits(d.dataset, **options)
+    common = {"min_size": d.min_size, "max_size": d.max_size, "seed": cfg.seed, "synthetic": d.synthetic, **options}
     train_set = data_layer.build_dataset(d.dataset, d.train_split or default_train, flip_prob=d.flip_prob, **common)
     test_set = data_layer.build_dataset(d.dataset, d.test_split or default_test, flip_prob=0.0, **common)
     if train_set.class_names != test_set.class_names:

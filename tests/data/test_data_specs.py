@@ -87,3 +87,28 @@ def test_build_voc_and_unknown_split(voc2007_dir: Path):
         build_dataset(f"voc:{voc2007_dir}", "val", min_size=600, max_size=1000)
     with pytest.raises(DatasetError, match="no split 'trainval'"):
         build_dataset("synthetic", "trainval", min_size=600, max_size=1000)
+
+
+def test_parse_coco_pair_and_yolo(tmp_path: Path):
+    first = _coco_json(tmp_path)
+    second = tmp_path / "val,2.json"  # a comma inside a file name survives: only ".json," separates files
+    second.write_text(first.read_text())
+    pair = parse_dataset_spec(f"coco:{first},{second}")
+    assert (pair.path, pair.test_path, pair.images_dir, pair.test_images_dir) == (first, second, None, None)
+    assert parse_dataset_spec(str(pair)) == pair
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    per_file = parse_dataset_spec(f"coco:{first},{second}:{tmp_path / 'a'},{tmp_path / 'b'}")
+    assert (per_file.images_dir, per_file.test_images_dir) == (tmp_path / "a", tmp_path / "b")
+    assert parse_dataset_spec(str(per_file)) == per_file
+    with pytest.raises(DatasetError, match="one JSON file, or two"):
+        parse_dataset_spec(f"coco:{first},{first},{first}")
+    with pytest.raises(DatasetError, match="COCO images folder .* does not exist"):
+        parse_dataset_spec(f"coco:{first},{second}:{tmp_path / 'a'},{tmp_path / 'zz'}")
+    yolo = parse_dataset_spec(f"yolo:{tmp_path}")
+    assert (yolo.kind, yolo.path, str(yolo)) == ("yolo", tmp_path, f"yolo:{tmp_path}")
+    with pytest.raises(DatasetError, match="YOLO dataset .* does not exist"):
+        parse_dataset_spec(f"yolo:{tmp_path / 'nope'}")
+    with pytest.raises(DatasetError, match="yolo:DIR"):
+        parse_dataset_spec("darknet:x")
+    with pytest.raises(DatasetError, match="data.class_names is for VOC and YOLO"):
+        build_dataset(f"coco:{first}", "train", min_size=32, max_size=32, class_names=("x",))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.data import BACKGROUND, DatasetError, VOCDataset, check_target
-from harness.data.voc import resolve_voc_root, voc_splits
+from harness.data.voc_layout import resolve_voc_root, voc_splits
 
 VOC2007_CLASSES = (BACKGROUND, "car", "chair", "dog", "person", "sofa", "train")
 
