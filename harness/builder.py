@@ -77,7 +77,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         raise ConfigError(PENDING[cfg.detector])
     m = cfg.model
     try:
-        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages)
+        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages,
+                               weights_partial=m.weights_partial)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     if cfg.detector == "rcnn":
@@ -95,6 +96,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         model.to(memory_format=torch.channels_last)
     if m.packed_linear:
         pack_linears(model)
+    model.weights_report = parts.weights_report  # the run record's init (None: random init)
     return model
 
 

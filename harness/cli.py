@@ -80,12 +80,13 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def _summary(record: dict) -> Table:
+    from harness.init_record import init_label
     m, t = record.get("metrics", {}), record.get("timing", {})
     table = Table(title=f"run {record['run_id']}  ({record['status']})", show_header=True)
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [
-        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {record['init']}"),
+        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {init_label(record['init'])}"),
         ("dataset", record["dataset"]),
         ("device", f"{record['device']['type']}: {record['device']['name']} ({record['device']['threads']} threads)"),
         ("VOC mAP50 (07 11-point)", _fmt(m.get("map50_voc07"))),

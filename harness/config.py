@@ -45,6 +45,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
+    weights_partial: bool = False  # load what fits of a weights file that leaves backbone tensors unloaded
     freeze_stages: int = 0  # early backbone stages not trained
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
     # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within

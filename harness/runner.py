@@ -34,6 +34,7 @@ from harness.engine import (
     train,
 )
 from harness.flops import count_stage_flops
+from harness.init_record import record_weights
 from harness.evaluation import evaluate_detections, write_coco_results
 from harness.proposal_stage import attach_proposals
 from harness.rcnn_train import RCNNTrainResult, rcnn_trainer
@@ -269,6 +270,7 @@ def _train_and_test(
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
     model = build_model(cfg, train_set.num_classes)
+    record_weights(record, getattr(model, "weights_report", None))
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
     fitted = _fit(cfg, model, train_set, device=device, progress=progress, resume=resume, checkpoint=checkpoint)
     model, trained = fitted.model, fitted.trained
