@@ -13,6 +13,7 @@ Every record stores the profile and the full resolved config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -188,9 +189,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(value)
         if tp is int and isinstance(value, str):
             return int(value)
-        return tp(value)
+        out = tp(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    if tp is float and not math.isfinite(out):  # float("nan"), float("inf") parse, but no setting means them
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return out
 
 
 def config_keys(cfg: Any = None, prefix: str = "") -> dict[str, Any]:
