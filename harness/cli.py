@@ -322,9 +322,9 @@ def sweep(
             typer.echo(f"{state}  {point.key}  " + " ".join(f"{k}={v}" for k, v in point.overrides.items()))
         return
 
-    def run_one(cfg):
+    def run_one(cfg, resume=None):
         with _progress() as progress:
-            return execute(cfg, results_dir=results, progress=progress)
+            return execute(cfg, results_dir=results, progress=progress, resume=resume)
 
     try:
         counts = run_sweep(points, results_dir=results, execute=run_one,
@@ -398,10 +398,10 @@ def reproduce(
         return
     labels = {point.key: row.label for row, point in runs}
 
-    def run_one(cfg):
+    def run_one(cfg, resume=None):
         with _progress() as progress:
             tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value}
-            return execute(cfg, results_dir=results, progress=progress, tags=tags)
+            return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
     started, clock = now_iso(), time.perf_counter()
     try:

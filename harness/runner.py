@@ -40,6 +40,7 @@ from harness.proposal_stage import attach_proposals
 from harness.rcnn_train import RCNNTrainResult, rcnn_trainer
 from harness.stagewise import fit_stagewise
 from harness.svd_eval import svd_test_pass
+from harness.sweep_resume import run_lock
 from harness.results import (
     RECORDS_FILE,
     SCHEMA_VERSION,
@@ -177,7 +178,7 @@ def _execute_main(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), run_lock(run_dir):  # the lock: this folder belongs to a live process
             _train_and_test(cfg, record, run_dir, device, progress, resume, ranks)
         record["status"] = "ok"
     except KeyboardInterrupt as err:

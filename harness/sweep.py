@@ -3,7 +3,9 @@
 A run is identified by the hash of its fully resolved config (seed included).
 A sweep started again skips every grid point that already has an ``ok`` record
 in the results file, so an interrupted sweep resumes where it stopped, and
-failed or interrupted points are run again.
+failed or interrupted points are run again: from their last checkpoint when a
+killed run left one (:mod:`harness.sweep_resume`, which also keeps two sweeps in
+one folder from running the same point twice).
 """
 from __future__ import annotations
 
@@ -75,21 +77,46 @@ def expand(
     return points
 
 
-def finished_keys(results_dir: Path) -> set[str]:
+def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
+
+
+def record_config_hash(config: dict[str, Any]) -> str:
+    """:func:`config_hash` of a stored config, keys added to the harness since filled in at their defaults
+    (which by convention keep the old behaviour: see :func:`harness.checkpoint.config_differences`)."""
+    return config_hash(_with_defaults(config, to_dict(RunConfig())))
+
+
+def finished_keys(results_dir: Path, records: list[dict[str, Any]] | None = None) -> set[str]:
     """Config hashes of the runs that finished ``ok`` in ``results_dir``."""
-    return {
-        config_hash(r["config"]) for r in read_records(results_dir) if r.get("status") == "ok" and r.get("config")
-    }
+    records = read_records(results_dir) if records is None else records
+    return {record_config_hash(r["config"]) for r in records
+            if r.get("status") == "ok" and isinstance(r.get("config"), dict)}
 
 
 def run_sweep(
     points: list[SweepPoint],
     *,
     results_dir: Path,
-    execute: Callable[[RunConfig], dict[str, Any]],
+    execute: Callable[..., dict[str, Any]],
     say: Callable[[str], None] = print,
 ) -> dict[str, int]:
-    """Run every point without an ``ok`` record; returns counts of ran / skipped / failed."""
+    """Run every point without an ``ok`` record; returns counts of ran / skipped / failed.
+
+    Each point runs under its claim; a point another live process is running is skipped (and
+    counted so). A point whose earlier run was killed after a checkpoint is resumed from it:
+    ``execute(config, resume)`` with a :class:`harness.checkpoint.Resume`; otherwise ``execute(config)``.
+    """
+    from harness.checkpoint import CheckpointError, prepare_resume
+    from harness.sweep_resume import claim_point, remove_stale_temp_files, unfinished_run
+
+    remove_stale_temp_files(results_dir)
     done = finished_keys(results_dir)
     counts = {"ran": 0, "skipped": 0, "failed": 0}
     for i, point in enumerate(points, start=1):
@@ -98,15 +125,33 @@ def run_sweep(
             counts["skipped"] += 1
             say(f"[{i}/{len(points)}] skip (already ok): {label}")
             continue
-        say(f"[{i}/{len(points)}] run: {label}")
-        try:
-            execute(point.config)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # recorded as failed by the runner; the sweep goes on
-            counts["failed"] += 1
-            say(f"[{i}/{len(points)}] failed: {type(err).__name__}: {err}")
-            continue
+        with claim_point(results_dir, point.key) as mine:
+            records = read_records(results_dir)
+            if not mine or point.key in finished_keys(results_dir, records):
+                counts["skipped"] += 1
+                say(f"[{i}/{len(points)}] skip ({'running in another process' if not mine else 'already ok'}): "
+                    f"{label}")
+                continue
+            resume = None
+            run_id = unfinished_run(results_dir, point.key, records)
+            if run_id is not None:
+                try:
+                    resume = prepare_resume(results_dir, run_id, to_dict(point.config))
+                except CheckpointError as err:  # unreadable after all: start the point again
+                    say(f"[{i}/{len(points)}] cannot resume {run_id} ({err}); starting again")
+            say(f"[{i}/{len(points)}] run: {label}"
+                + (f" (resuming {resume.run_id} after epoch {resume.epoch})" if resume is not None else ""))
+            try:
+                if resume is not None:
+                    execute(point.config, resume)
+                else:
+                    execute(point.config)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # recorded as failed by the runner; the sweep goes on
+                counts["failed"] += 1
+                say(f"[{i}/{len(points)}] failed: {type(err).__name__}: {err}")
+                continue
         counts["ran"] += 1
         done.add(point.key)
     return counts
