@@ -11,9 +11,9 @@ import json
 import math
 
 import pytest
+from dirty_data import TINY_RUN
 from typer.testing import CliRunner
 
-from dirty_data import TINY_RUN
 from harness.cli import app
 from harness.config import ConfigError, build_config
 from harness.external_proposals import ProposalFileError, load_proposal_file
@@ -29,8 +29,8 @@ def _file(tmp_path, images: dict) -> str:
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"boxes": [[0, 0, 5, 5], [1, 2, math.nan, 9]]}, r"image 'img7': 1 boxes with a NaN or infinite coordinate, "
-                                                     r"e\.g\. box 1 = \[1\.0, 2\.0, nan, 9\.0\]"),
+    ({"boxes": [[0, 0, 5, 5], [1, 2, math.nan, 9]]}, (r"image 'img7': 1 boxes with a NaN or infinite coordinate, "
+                                                      r"e\.g\. box 1 = \[1\.0, 2\.0, nan, 9\.0\]")),
     ({"boxes": [[0, 0, math.inf, 5]]}, r"image 'img7': 1 boxes with a NaN or infinite coordinate"),
     ({"boxes": [[-math.inf, 0, 4, 5]]}, r"image 'img7': 1 boxes .* box 0 = \[-inf"),
     ({"boxes": [[0, 0, 5, 5], [0, 0, 6, 6]], "scores": [0.5, math.nan]},

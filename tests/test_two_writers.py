@@ -21,9 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from dirty_data import TINY_RUN
 
 from detectors.selective_search import SelectiveSearchParams
-from dirty_data import TINY_RUN
 from harness.config import build_config
 from harness.data import build_dataset
 from harness.proposal_cache import ProposalCache, image_digest

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import TINY_RUN
 from torch import nn
 from torchvision import models
 from typer.testing import CliRunner
 
 from detectors.backbones import build_backbone
 from detectors.weights import WeightsError
-from dirty_data import TINY_RUN
 from harness.cli import app
 from harness.init_record import init_kind, init_label
 

@@ -35,7 +35,7 @@ def _preset_rows(preset_id: str) -> list[tuple[str, str]]:
 
 
 def _short(reason: object, limit: int = 80) -> str:
-    text = " ".join(str(reason).split()) if reason is not None and reason == reason else ""
+    text = " ".join(str(reason).split()) if reason is not None and not pd.isna(reason) else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
