@@ -42,14 +42,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
-def _newer(results: Path, pattern: str, since: float) -> bool:
+def _files(results: Path, pattern: str) -> dict[Path, int]:
+    out = {}
     for path in results.glob(pattern):
         try:
-            if path.stat().st_mtime >= since:
-                return True
+            out[path] = path.stat().st_mtime_ns
         except FileNotFoundError:  # renamed away meanwhile
             pass
-    return False
+    return out
 
 
 def _run_killed(results: Path, kill: tuple[str, float] | None) -> tuple[int, str]:
@@ -62,24 +62,24 @@ def _run_killed(results: Path, kill: tuple[str, float] | None) -> tuple[int, str
     proc = subprocess.Popen(_command(results), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     lines: list[str] = []
-    point_start: list[float] = []
+    points: list[dict[str, dict[Path, int]]] = []  # per point started: the files there before it
 
     def read() -> None:
         for line in proc.stdout:
             lines.append(line)
             if "] run:" in line:
-                point_start.append(time.time())
+                points.append({p: _files(results, p) for p in ("*/checkpoint.pt", "*/detections.json")})
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     triggered = None
+    patterns = {"train": "*/checkpoint.pt", "test": "*/detections.json"}
     while kill is not None and proc.poll() is None:
         phase, delay = kill
-        if triggered is None and point_start:
-            since = point_start[-1] - 1.0  # mtimes have a coarse clock
-            if (phase == "start" or (phase == "train" and _newer(results, "*/checkpoint.pt", since))
-                    or (phase == "test" and _newer(results, "*/detections.json", since))):
-                triggered = time.monotonic()
+        if triggered is None and points:
+            before = points[-1]
+            if phase == "start" or _files(results, patterns[phase]).items() - before[patterns[phase]].items():
+                triggered = time.monotonic()  # the point started / wrote a checkpoint / finished its test
         if triggered is not None and time.monotonic() - triggered >= delay:
             proc.send_signal(signal.SIGKILL)
             break
