@@ -19,6 +19,7 @@ from harness.cli.ui import (
     out,
     progress_bars,
 )
+from harness.run.init_record import init_label
 
 
 def summary(record: dict) -> Table:
@@ -28,7 +29,7 @@ def summary(record: dict) -> Table:
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [
-        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {record['init']}"),
+        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {init_label(record['init'])}"),
         ("dataset", record["dataset"]),
         ("device", f"{record['device']['type']}: {record['device']['name']} ({record['device']['threads']} threads)"),
         ("VOC mAP50 (07 11-point)", fmt(m.get("map50_voc07"))),

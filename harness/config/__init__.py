@@ -13,6 +13,7 @@ Every record stores the profile and the full resolved config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
+    weights_partial: bool = False  # load what fits of a weights file that leaves backbone tensors unloaded
     freeze_stages: int = 0  # early backbone stages not trained
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
     # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within
@@ -198,9 +200,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(value)
         if tp is int and isinstance(value, str):
             return int(value)
-        return tp(value)
+        out = tp(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    if tp is float and not math.isfinite(out):  # float("nan"), float("inf") parse, but no setting means them
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return out
 
 
 def config_keys(cfg: Any = None, prefix: str = "") -> dict[str, Any]:

@@ -27,6 +27,7 @@ from harness.run import distributed
 from harness.run.builder import build_model
 from harness.run.checkpoint import CHECKPOINT_FILE, Resume
 from harness.run.device import resolve_device
+from harness.run.init_record import record_weights
 from harness.run.results import (
     RECORDS_FILE,
     append_record,
@@ -37,6 +38,7 @@ from harness.run.results import (
 )
 from harness.run.schema import SCHEMA_VERSION, RunRecord
 from harness.run.seeding import seed_everything
+from harness.run.sweep_resume import run_lock
 from harness.train.engine import (
     NonFiniteLossError,
     Progress,
@@ -155,7 +157,7 @@ def _execute_main(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), run_lock(run_dir):  # the lock: this folder belongs to a live process
             _train_and_test(cfg, record, run_dir, device, progress, resume, ranks)
         record["status"] = "ok"
     except KeyboardInterrupt as err:
@@ -221,6 +223,7 @@ def _train_and_test(
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
     model = build_model(cfg, train_set.num_classes)
+    record_weights(record, getattr(model, "weights_report", None))
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
     fitted = fit(FitJob(cfg, model, lambda: build_model(cfg, train_set.num_classes), train_set, device, progress,
                         resume.state if resume is not None else None, checkpoint))

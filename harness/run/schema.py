@@ -40,7 +40,7 @@ class RunRecord(Envelope, total=False):
     dataset: str
     backbone: str
     seed: int
-    init: str  # "random" or "weights:<file>"
+    init: str | dict[str, Any]  # "random", or the weights file loaded: file, sha256, loaded / missing counts
     profile: str
     config: dict[str, Any]  # the fully resolved RunConfig (harness.config.to_dict)
     dataset_info: dict[str, Any]  # train / test split names and sizes, class names
