@@ -52,17 +52,18 @@ class BackboneParts:
     stride: int = 16
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, stride: int = 1, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm(cout), nn.ReLU(inplace=True))
 
 
-def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _tiny(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     """Four stride-2 stages (32-64-128-160 channels) and a 256-d two-layer FC head."""
+    n = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     stages = [
-        _conv_bn(3, 32, 2),
-        nn.Sequential(_conv_bn(32, 64, 2), _conv_bn(64, 64)),
-        nn.Sequential(_conv_bn(64, 128, 2), _conv_bn(128, 128)),
-        nn.Sequential(_conv_bn(128, 160, 2), _conv_bn(160, 160)),
+        _conv_bn(3, 32, 2, n),
+        nn.Sequential(_conv_bn(32, 64, 2, n), _conv_bn(64, 64, norm=n)),
+        nn.Sequential(_conv_bn(64, 128, 2, n), _conv_bn(128, 128, norm=n)),
+        nn.Sequential(_conv_bn(128, 160, 2, n), _conv_bn(160, 160, norm=n)),
     ]
     body = nn.Sequential(*stages)
     head = nn.Sequential(
@@ -72,10 +73,8 @@ def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return root, BackboneParts(body, 160, head, 256, 7, stages)
 
 
-def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
-    # pretrained BN statistics are frozen (detectron2 / torchvision do the same);
-    # from random init BN must learn, so it stays trainable.
-    norm = FrozenBatchNorm2d if weights_given else nn.BatchNorm2d
+def _resnet(name: str, frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     net = getattr(models, name)(weights=None, norm_layer=norm)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     stages = [stem, net.layer1, net.layer2, net.layer3]
@@ -85,7 +84,7 @@ def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return net, BackboneParts(body, channels, head, rep, 14, stages)
 
 
-def _vgg16(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _vgg16(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     net = models.vgg16(weights=None)
     feats = list(net.features.children())[:30]  # up to relu5_3: the last max-pool is dropped
     # conv blocks end at each max-pool: conv1, conv2, conv3, conv4, conv5
@@ -104,7 +103,9 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, BackboneParts]]] = {
 }
 
 
-def build_backbone(name: str, *, weights: str | Path | None = None, freeze_stages: int = 0) -> BackboneParts:
+def build_backbone(
+    name: str, *, weights: str | Path | None = None, freeze_stages: int = 0, frozen_bn: bool | None = None
+) -> BackboneParts:
     """Build a registered backbone.
 
     Args:
@@ -114,10 +115,13 @@ def build_backbone(name: str, *, weights: str | Path | None = None, freeze_stage
             loaded with ``weights_only=True``.
         freeze_stages: how many early body stages get ``requires_grad = False``
             (Fast R-CNN fine-tunes VGG16 from conv3_1: 2).
+        frozen_bn: BatchNorm layers as ``FrozenBatchNorm2d`` (fixed statistics and affine, as
+            detectron2 / torchvision fine-tune pre-trained backbones). None (default): frozen when
+            ``weights`` are given; from random init BN must learn, so it stays trainable.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-    root, parts = BACKBONES[name](weights is not None)
+    root, parts = BACKBONES[name](weights is not None if frozen_bn is None else frozen_bn)
     if weights is not None:
         load_state_dict_file(root, weights)
     if not 0 <= freeze_stages <= len(parts.stages):

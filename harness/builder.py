@@ -77,7 +77,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         raise ConfigError(PENDING[cfg.detector])
     m = cfg.model
     try:
-        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages)
+        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages, frozen_bn=m.frozen_bn)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     if cfg.detector == "rcnn":

@@ -465,5 +465,14 @@ def _register_scaling_bench() -> None:
 
 _register_scaling_bench()
 
+
+def _register_pretrain() -> None:
+    from harness.pretrain_command import pretrain_command
+
+    app.command("pretrain")(pretrain_command)
+
+
+_register_pretrain()
+
 if __name__ == "__main__":
     app()

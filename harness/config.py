@@ -46,6 +46,7 @@ class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
     freeze_stages: int = 0  # early backbone stages not trained
+    frozen_bn: bool | None = None  # BatchNorm fixed (FrozenBatchNorm2d); None: frozen when weights are loaded
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
     # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within
     # float rounding. False: PyTorch's default NCHW.
