@@ -44,7 +44,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
-    weights: str | None = None  # local state-dict file; None = random init
+    weights: str | None = None  # local state-dict file; None = model.init decides
+    # auto: the built-in pre-training (`harness pretrain`, cached) for tiny at cpu scale, random otherwise
+    # | pretrained | random. Ignored when model.weights is set.
+    init: str = "auto"
     freeze_stages: int = 0  # early backbone stages not trained
     frozen_bn: bool | None = None  # BatchNorm fixed (FrozenBatchNorm2d); None: frozen when weights are loaded
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
@@ -260,6 +263,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
+    if cfg.model.init not in ("auto", "pretrained", "random"):
+        raise ConfigError(f"model.init must be auto, pretrained or random, got {cfg.model.init!r}")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):
         raise ConfigError(f"model.pooler must be roi_pool or roi_align, got {cfg.model.pooler!r}")
     _validate_proposals(cfg.proposals)

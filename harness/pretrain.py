@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ class PretrainConfig:
 
     backbone: str = "tiny"
     epochs: int = 3
-    train_images: int = 20000
-    test_images: int = 2000
+    train_images: int = 12000
+    test_images: int = 1000
     image_size: int = 96
     seed: int = 0
     batch_size: int = 64
@@ -219,7 +220,7 @@ def pretrain(
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # concurrent writers never share a tmp file
     torch.save(_backbone_state(root, parts), tmp)
     tmp.replace(out)
     sidecar = {
@@ -241,7 +242,9 @@ def pretrain(
         "config": cfg.to_dict(),
         "config_hash": cfg.digest(),
     }
-    sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
+    tmp = out.with_name(f"{out.name}.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+    tmp.replace(sidecar_path(out))
     return sidecar
 
 
@@ -252,3 +255,79 @@ def sidecar_path(weights: Path) -> Path:
 def default_path(cfg: PretrainConfig, cache_dir: str | Path = "cache/pretrained") -> Path:
     """Where the cached weights of ``cfg`` live: ``<cache_dir>/<backbone>-<config hash>.pt``."""
     return Path(cache_dir) / f"{cfg.backbone}-{cfg.digest()}.pt"
+
+
+CACHE_DIR = Path("cache/pretrained")  # relative to the working directory, as the proposal cache
+# Environment: HARNESS_PRETRAIN_CACHE moves the cache (e.g. one cache for several checkouts);
+# HARNESS_PRETRAIN_OVERRIDES (JSON, PretrainConfig fields) changes the default recipe: the test suite
+# sets a seconds-long one, so that no test run, in-process or a subprocess, pre-trains for minutes.
+# Either way the recipe is in the file's config hash, its sidecar and every record's init.
+
+
+def default_config(backbone: str) -> PretrainConfig:
+    """The recipe ``model.init=auto|pretrained`` uses (see the environment variables above)."""
+    overrides = json.loads(os.environ.get("HARNESS_PRETRAIN_OVERRIDES") or "{}")
+    return PretrainConfig(backbone=backbone, **overrides)
+
+
+def cached_pretrained(
+    backbone: str, cache_dir: str | Path | None = None, log: Callable[[str], None] = lambda msg: None,
+    config: PretrainConfig | None = None,
+) -> tuple[Path, dict]:
+    """The default pre-training of ``backbone``: its weights file and sidecar, trained on first use.
+
+    The file is ``<cache_dir>/<backbone>-<config hash>.pt``; it is trained only when missing (or its
+    sidecar does not match it), so a changed :class:`PretrainConfig` gives a new file, never a silent reuse.
+    """
+    cfg = config if config is not None else default_config(backbone)
+    if cache_dir is None:
+        cache_dir = os.environ.get("HARNESS_PRETRAIN_CACHE") or CACHE_DIR
+    path = default_path(cfg, cache_dir)
+    side = sidecar_path(path)
+    if path.is_file() and side.is_file():
+        meta = json.loads(side.read_text())
+        if meta.get("config_hash") == cfg.digest() and meta.get("sha256") == sha256_file(path):
+            return path, meta
+        log(f"pre-trained cache entry {path} does not match its sidecar; training it again")
+    log(f"pre-training {backbone} once on the built-in classification set (cached as {path}; "
+        "about 8 min on 2 CPU cores for tiny)")
+    meta = pretrain(cfg, path, log=log)
+    return path, meta
+
+
+def describe(meta: dict) -> str:
+    """The record's ``init`` for a pre-trained backbone: ``pretrained (<name>, sha256 <hex>)``."""
+    return f"pretrained ({meta['name']}, sha256 {meta['sha256']})"
+
+
+def init_mode(cfg) -> str:
+    """How ``cfg`` (a :class:`harness.config.RunConfig`) initialises its backbone: weights | pretrained | random.
+
+    ``model.weights`` wins; ``model.init=auto`` is the built-in pre-training for ``tiny`` at ``cpu``
+    scale (where it was measured to help) and random init otherwise.
+    """
+    m = cfg.model
+    if m.weights:
+        return "weights"
+    if m.init == "auto":
+        return "pretrained" if cfg.profile == "cpu" and m.backbone == "tiny" else "random"
+    return m.init
+
+
+def resolve_init(cfg, log: Callable[[str], None] = lambda msg: None):
+    """``(cfg with model.weights set to the cached pre-trained file where init says so, record's init)``.
+
+    Trains the default pre-training on first use (see :func:`cached_pretrained`).
+    """
+    from harness.config import ConfigError, apply_overrides
+
+    mode = init_mode(cfg)
+    if mode == "weights":
+        return cfg, f"weights:{cfg.model.weights}"
+    if mode == "random":
+        return cfg, "random"
+    if cfg.model.backbone not in PRETRAIN_BACKBONES:
+        raise ConfigError(f"model.init=pretrained: built-in pre-training covers {', '.join(PRETRAIN_BACKBONES)}, "
+                          f"not {cfg.model.backbone}; use --weights FILE or --set model.init=random")
+    path, meta = cached_pretrained(cfg.model.backbone, log=log)
+    return apply_overrides(cfg, {"model.weights": str(path)}), describe(meta)

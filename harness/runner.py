@@ -20,6 +20,7 @@ from harness import data as data_layer
 from harness import distributed
 from harness.alternating import fit_alternating
 from harness.builder import build_model
+from harness.pretrain import resolve_init
 from harness.checkpoint import CHECKPOINT_FILE, Resume
 from harness.data.imageio import require_image_files
 from harness.config import ConfigError, RunConfig, to_dict
@@ -157,7 +158,7 @@ def _execute_main(
         "dataset": cfg.data.dataset,
         "backbone": cfg.model.backbone,
         "seed": cfg.seed,
-        "init": f"weights:{cfg.model.weights}" if cfg.model.weights else "random",
+        "init": resolve_init(cfg, log=log.warning)[1],  # pre-trains once on first use (cached)
         "profile": cfg.profile,
         "config": to_dict(cfg),
         "git_sha": git_sha(),
@@ -237,7 +238,7 @@ def _fit(
     if cfg.train.scheme != "joint" and resume is not None:
         raise ConfigError(f"a train.scheme={cfg.train.scheme} run cannot be resumed: start it again")
     if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
-        result, trained = fit_alternating(lambda: build_model(cfg, train_set.num_classes), train_set, cfg.train,
+        result, trained = fit_alternating(lambda: build_model(resolve_init(cfg)[0], train_set.num_classes), train_set, cfg.train,
                                           **common)
         return Fitted(result.model, trained, result.stage_seconds, result.unshared)
     if cfg.train.scheme == "stagewise":  # Fast R-CNN 5.1: classification, then box regression alone
@@ -268,7 +269,7 @@ def _train_and_test(
     # Fast R-CNN: selective search (cached, filled in parallel) or a file; None for the RPN
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
-    model = build_model(cfg, train_set.num_classes)
+    model = build_model(resolve_init(cfg)[0], train_set.num_classes)  # model.weights: the pre-trained file, if any
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
     fitted = _fit(cfg, model, train_set, device=device, progress=progress, resume=resume, checkpoint=checkpoint)
     model, trained = fitted.model, fitted.trained

@@ -92,3 +92,63 @@ def test_pretrain_bad_input_is_one_line_exit_2(tmp_path):
     result = runner.invoke(app, ["pretrain", "--train-images", "8", "--batch-size", "16", "--test-images", "4",
                                  "--out", str(tmp_path / "x.pt")])
     assert result.exit_code == 2 and "batch_size" in result.output
+
+
+def test_cli_defaults_are_the_cached_default_recipe():
+    import inspect
+
+    from harness.pretrain import PretrainConfig
+    from harness.pretrain_command import pretrain_command
+
+    defaults = PretrainConfig()
+    for name, param in inspect.signature(pretrain_command).parameters.items():
+        if hasattr(defaults, name):
+            value = param.default.default
+            assert getattr(value, "value", value) == getattr(defaults, name), name
+
+
+def _cfg(**overrides):
+    from harness.config import build_config
+
+    return build_config(detector="faster", profile="cpu", overrides=overrides)
+
+
+def test_init_modes():
+    from harness.config import ConfigError, build_config
+    from harness.pretrain import init_mode, resolve_init
+
+    assert init_mode(_cfg()) == "pretrained"  # auto: tiny at cpu scale
+    assert init_mode(_cfg(**{"model.init": "random"})) == "random"
+    assert init_mode(_cfg(**{"model.backbone": "resnet50"})) == "random"
+    assert init_mode(build_config(detector="faster", profile="paper")) == "random"
+    assert init_mode(_cfg(**{"model.weights": "w.pt"})) == "weights"
+    assert resolve_init(_cfg(**{"model.init": "random"})) == (_cfg(**{"model.init": "random"}), "random")
+    with pytest.raises(ConfigError, match="model.init"):
+        resolve_init(_cfg(**{"model.init": "pretrained", "model.backbone": "vgg16"}))
+    with pytest.raises(ConfigError):
+        _cfg(**{"model.init": "imagenet"})
+
+
+def test_default_init_pretrains_once_and_the_record_says_so(tmp_path, monkeypatch, tiny_run_args):
+    """model.init=auto: the (session-wide tiny) default pre-training is trained on first use, then reused."""
+    import harness.pretrain as pretrain
+
+    monkeypatch.setenv("HARNESS_PRETRAIN_CACHE", str(tmp_path / "cache"))
+    args = list(tiny_run_args)
+    at = args.index("model.init=random")
+    del args[at - 1:at + 1]  # leave model.init at its default (auto)
+    result = runner.invoke(app, ["run", "--results", str(tmp_path / "r"), *args])
+    assert result.exit_code == 0, result.output
+    files = list((tmp_path / "cache").glob("tiny-*.pt"))
+    assert len(files) == 1
+    digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
+    record = json.loads((tmp_path / "r" / "runs.jsonl").read_text().splitlines()[0])
+    assert record["init"].startswith("pretrained (synthetic-cls157-tiny-") and record["init"].endswith(f"sha256 {digest})")
+    assert record["config"]["model"]["init"] == "auto"
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached pre-training was trained again")
+
+    monkeypatch.setattr(pretrain, "pretrain", no_training)
+    path, meta = pretrain.cached_pretrained("tiny")
+    assert path == files[0] and meta["sha256"] == digest
