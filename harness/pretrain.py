@@ -101,9 +101,9 @@ class RegionClassifier(nn.Module):
         return self.fc(self.box_head(pooled))
 
 
-def _backbone_state(root: nn.Module, parts: BackboneParts) -> dict[str, Tensor]:
-    """The root's state dict restricted to the body's and box head's tensors (backbone names kept)."""
-    own = {id(t) for m in (parts.body, parts.box_head) for t in m.state_dict(keep_vars=True).values()}
+def _backbone_state(root: nn.Module, *modules: nn.Module) -> dict[str, Tensor]:
+    """The root's state dict restricted to the tensors of ``modules`` (the root's names kept)."""
+    own = {id(t) for m in modules for t in m.state_dict(keep_vars=True).values()}
     return {k: v.detach().clone().contiguous() for k, v in root.state_dict(keep_vars=True).items() if id(v) in own}
 
 
@@ -221,7 +221,7 @@ def pretrain(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # concurrent writers never share a tmp file
-    torch.save(_backbone_state(root, parts), tmp)
+    torch.save(_backbone_state(root, parts.body, parts.box_head), tmp)
     tmp.replace(out)
     sidecar = {
         "name": f"synthetic-cls{cls_data.NUM_CLASSES}-{cfg.backbone}-{cfg.digest()}",
@@ -300,18 +300,36 @@ def describe(meta: dict) -> str:
     return f"pretrained ({meta['name']}, sha256 {meta['sha256']})"
 
 
-def init_mode(cfg) -> str:
-    """How ``cfg`` (a :class:`harness.config.RunConfig`) initialises its backbone: weights | pretrained | random.
+INIT_MODES = ("auto", "pretrained", "pretrained-body", "random")
+AUTO_INIT = "pretrained-body"  # what model.init=auto means for tiny at cpu scale: the best measured recipe
 
-    ``model.weights`` wins; ``model.init=auto`` is the built-in pre-training for ``tiny`` at ``cpu``
-    scale (where it was measured to help) and random init otherwise.
+
+def init_mode(cfg) -> str:
+    """How ``cfg`` (a :class:`harness.config.RunConfig`) initialises its backbone:
+    weights | pretrained (body and FC head) | pretrained-body (FC head random) | random.
+
+    ``model.weights`` wins; ``model.init=auto`` is :data:`AUTO_INIT` for ``tiny`` at ``cpu`` scale
+    (where it was measured to help, docs/pretraining.md) and random init otherwise.
     """
     m = cfg.model
     if m.weights:
         return "weights"
     if m.init == "auto":
-        return "pretrained" if cfg.profile == "cpu" and m.backbone == "tiny" else "random"
+        return AUTO_INIT if cfg.profile == "cpu" and m.backbone == "tiny" else "random"
     return m.init
+
+
+def body_only(path: Path, backbone: str) -> tuple[Path, str]:
+    """``path``'s body tensors alone, as ``<path stem>.body.pt`` beside it (written once); (file, its SHA-256)."""
+    out = path.with_name(path.stem + ".body.pt")
+    if not out.is_file():
+        root, parts = BACKBONES[backbone](False)
+        keys = set(_backbone_state(root, parts.body))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+        torch.save({k: v for k, v in state.items() if k in keys}, tmp)
+        tmp.replace(out)
+    return out, sha256_file(out)
 
 
 def resolve_init(cfg, log: Callable[[str], None] = lambda msg: None):
@@ -330,4 +348,8 @@ def resolve_init(cfg, log: Callable[[str], None] = lambda msg: None):
         raise ConfigError(f"model.init=pretrained: built-in pre-training covers {', '.join(PRETRAIN_BACKBONES)}, "
                           f"not {cfg.model.backbone}; use --weights FILE or --set model.init=random")
     path, meta = cached_pretrained(cfg.model.backbone, log=log)
+    if mode == "pretrained-body":
+        path, digest = body_only(path, cfg.model.backbone)
+        return (apply_overrides(cfg, {"model.weights": str(path)}),
+                f"pretrained-body ({meta['name']}, body only, FC head random; sha256 {digest})")
     return apply_overrides(cfg, {"model.weights": str(path)}), describe(meta)

@@ -117,7 +117,8 @@ def test_init_modes():
     from harness.config import ConfigError, build_config
     from harness.pretrain import init_mode, resolve_init
 
-    assert init_mode(_cfg()) == "pretrained"  # auto: tiny at cpu scale
+    assert init_mode(_cfg()) == "pretrained-body"  # auto: tiny at cpu scale, the best measured recipe
+    assert init_mode(_cfg(**{"model.init": "pretrained"})) == "pretrained"
     assert init_mode(_cfg(**{"model.init": "random"})) == "random"
     assert init_mode(_cfg(**{"model.backbone": "resnet50"})) == "random"
     assert init_mode(build_config(detector="faster", profile="paper")) == "random"
@@ -139,12 +140,16 @@ def test_default_init_pretrains_once_and_the_record_says_so(tmp_path, monkeypatc
     del args[at - 1:at + 1]  # leave model.init at its default (auto)
     result = runner.invoke(app, ["run", "--results", str(tmp_path / "r"), *args])
     assert result.exit_code == 0, result.output
-    files = list((tmp_path / "cache").glob("tiny-*.pt"))
+    files = [f for f in (tmp_path / "cache").glob("tiny-*.pt") if not f.name.endswith(".body.pt")]
     assert len(files) == 1
     digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
     record = json.loads((tmp_path / "r" / "runs.jsonl").read_text().splitlines()[0])
-    assert record["init"].startswith("pretrained (synthetic-cls157-tiny-") and record["init"].endswith(f"sha256 {digest})")
     assert record["config"]["model"]["init"] == "auto"
+    body_file = files[0].with_name(files[0].stem + ".body.pt")  # auto = pretrained-body: the body alone
+    body = torch.load(body_file, weights_only=True)
+    assert body and all(k.startswith("body.") for k in body)
+    assert record["init"].startswith("pretrained-body (synthetic-cls157-tiny-")
+    assert record["init"].endswith(f"sha256 {hashlib.sha256(body_file.read_bytes()).hexdigest()})")
 
     def no_training(*a, **k):
         raise AssertionError("the cached pre-training was trained again")
