@@ -238,8 +238,8 @@ def _fit(
     if cfg.train.scheme != "joint" and resume is not None:
         raise ConfigError(f"a train.scheme={cfg.train.scheme} run cannot be resumed: start it again")
     if cfg.train.scheme == "alternating":  # Faster R-CNN 3.2: four steps, two backbones until step 3
-        result, trained = fit_alternating(lambda: build_model(resolve_init(cfg)[0], train_set.num_classes), train_set, cfg.train,
-                                          **common)
+        result, trained = fit_alternating(lambda: build_model(resolve_init(cfg)[0], train_set.num_classes),
+                                          train_set, cfg.train, **common)
         return Fitted(result.model, trained, result.stage_seconds, result.unshared)
     if cfg.train.scheme == "stagewise":  # Fast R-CNN 5.1: classification, then box regression alone
         staged = fit_stagewise(model, train_set, cfg.train, **common)

@@ -132,7 +132,7 @@ def test_init_modes():
 
 def test_default_init_pretrains_once_and_the_record_says_so(tmp_path, monkeypatch, tiny_run_args):
     """model.init=auto: the (session-wide tiny) default pre-training is trained on first use, then reused."""
-    import harness.pretrain as pretrain
+    from harness import pretrain
 
     monkeypatch.setenv("HARNESS_PRETRAIN_CACHE", str(tmp_path / "cache"))
     args = list(tiny_run_args)
