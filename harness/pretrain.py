@@ -299,23 +299,13 @@ def describe(meta: dict) -> str:
     return f"pretrained ({meta['name']}, sha256 {meta['sha256']})"
 
 
-INIT_MODES = ("auto", "pretrained", "pretrained-body", "random")
-AUTO_INIT = "pretrained-body"  # what model.init=auto means for tiny at cpu scale: the best measured recipe
-
-
 def init_mode(cfg) -> str:
     """How ``cfg`` (a :class:`harness.config.RunConfig`) initialises its backbone:
     weights | pretrained (body and FC head) | pretrained-body (FC head random) | random.
 
-    ``model.weights`` wins; ``model.init=auto`` is :data:`AUTO_INIT` for ``tiny`` at ``cpu`` scale
-    (where it was measured to help, docs/pretraining.md) and random init otherwise.
+    ``model.weights`` wins over ``model.init``.
     """
-    m = cfg.model
-    if m.weights:
-        return "weights"
-    if m.init == "auto":
-        return AUTO_INIT if cfg.profile == "cpu" and m.backbone == "tiny" else "random"
-    return m.init
+    return "weights" if cfg.model.weights else cfg.model.init
 
 
 def body_only(path: Path, backbone: str) -> tuple[Path, str]:
