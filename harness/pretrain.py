@@ -289,7 +289,7 @@ def cached_pretrained(
             return path, meta
         log(f"pre-trained cache entry {path} does not match its sidecar; training it again")
     log(f"pre-training {backbone} once on the built-in classification set (cached as {path}; "
-        "about 8 min on 2 CPU cores for tiny)")
+        "tiny: about 5 CPU minutes)")
     meta = pretrain(cfg, path, log=log)
     return path, meta
 

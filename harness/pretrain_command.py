@@ -41,7 +41,8 @@ def pretrain_command(
 
     Writes a state dict named as the backbone's own modules, loadable with `harness run --weights FILE`,
     and FILE.json: classes, epochs, held-out top-1, wall and CPU seconds, SHA-256 of FILE, the config.
-    About 8 minutes for tiny on 2 idle CPU cores at the defaults.
+    Measured for tiny at the defaults: held-out top-1 0.23, 270 s of one CPU thread plus data generation.
+    Use it in runs with --weights FILE, or --set model.init=pretrained|pretrained-body (cached default).
     """
     from harness.cli import _fail, _progress, console
     from harness.data.errors import DatasetError
