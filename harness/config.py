@@ -266,6 +266,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.init not in ("random", "pretrained", "pretrained-body"):
         raise ConfigError(f"model.init must be random, pretrained or pretrained-body, got {cfg.model.init!r}")
+    if cfg.model.init != "random" and not cfg.model.weights and cfg.model.backbone not in ("tiny", "resnet18"):
+        raise ConfigError(f"model.init={cfg.model.init}: built-in pre-training covers tiny and resnet18, not "
+                          f"{cfg.model.backbone}; use --weights FILE or --set model.init=random")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):
         raise ConfigError(f"model.pooler must be roi_pool or roi_align, got {cfg.model.pooler!r}")
     _validate_proposals(cfg.proposals)

@@ -122,8 +122,8 @@ def test_init_modes():
     assert init_mode(_cfg(**{"model.init": "pretrained-body", "model.weights": "w.pt"})) == "weights"
     assert init_mode(_cfg(**{"model.weights": "w.pt"})) == "weights"
     assert resolve_init(_cfg(**{"model.init": "random"})) == (_cfg(**{"model.init": "random"}), "random")
-    with pytest.raises(ConfigError, match="model.init"):
-        resolve_init(_cfg(**{"model.init": "pretrained", "model.backbone": "vgg16"}))
+    with pytest.raises(ConfigError, match="model.init"):  # before any work: at config time
+        _cfg(**{"model.init": "pretrained", "model.backbone": "vgg16"})
     with pytest.raises(ConfigError):
         _cfg(**{"model.init": "auto"})
 
