@@ -54,17 +54,18 @@ class BackboneParts:
     weights_report: WeightsReport | None = None  # what loading a weights file did (None: random init)
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, stride: int = 1, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm(cout), nn.ReLU(inplace=True))
 
 
-def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _tiny(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     """Four stride-2 stages (32-64-128-160 channels) and a 256-d two-layer FC head."""
+    n = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     stages = [
-        _conv_bn(3, 32, 2),
-        nn.Sequential(_conv_bn(32, 64, 2), _conv_bn(64, 64)),
-        nn.Sequential(_conv_bn(64, 128, 2), _conv_bn(128, 128)),
-        nn.Sequential(_conv_bn(128, 160, 2), _conv_bn(160, 160)),
+        _conv_bn(3, 32, 2, n),
+        nn.Sequential(_conv_bn(32, 64, 2, n), _conv_bn(64, 64, norm=n)),
+        nn.Sequential(_conv_bn(64, 128, 2, n), _conv_bn(128, 128, norm=n)),
+        nn.Sequential(_conv_bn(128, 160, 2, n), _conv_bn(160, 160, norm=n)),
     ]
     body = nn.Sequential(*stages)
     head = nn.Sequential(
@@ -74,10 +75,8 @@ def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return root, BackboneParts(body, 160, head, 256, 7, stages)
 
 
-def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
-    # pretrained BN statistics are frozen (detectron2 / torchvision do the same);
-    # from random init BN must learn, so it stays trainable.
-    norm = FrozenBatchNorm2d if weights_given else nn.BatchNorm2d
+def _resnet(name: str, frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     net = getattr(models, name)(weights=None, norm_layer=norm)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     stages = [stem, net.layer1, net.layer2, net.layer3]
@@ -87,7 +86,7 @@ def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return net, BackboneParts(body, channels, head, rep, 14, stages)
 
 
-def _vgg16(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _vgg16(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     net = models.vgg16(weights=None)
     feats = list(net.features.children())[:30]  # up to relu5_3: the last max-pool is dropped
     # conv blocks end at each max-pool: conv1, conv2, conv3, conv4, conv5
@@ -106,8 +105,10 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, BackboneParts]]] = {
 }
 
 
-def build_backbone(name: str, *, weights: str | Path | None = None, freeze_stages: int = 0,
-                   weights_partial: bool = False) -> BackboneParts:
+def build_backbone(
+    name: str, *, weights: str | Path | None = None, freeze_stages: int = 0, frozen_bn: bool | None = None,
+    weights_partial: bool = False,
+) -> BackboneParts:
     """Build a registered backbone.
 
     Args:
@@ -120,10 +121,13 @@ def build_backbone(name: str, *, weights: str | Path | None = None, freeze_stage
             (Fast R-CNN fine-tunes VGG16 from conv3_1: 2).
         weights_partial: load what fits of a file that leaves backbone tensors unloaded, instead of
             refusing it (recorded as partial).
+        frozen_bn: BatchNorm layers as ``FrozenBatchNorm2d`` (fixed statistics and affine, as
+            detectron2 / torchvision fine-tune pre-trained backbones). None (default): frozen when
+            ``weights`` are given; from random init BN must learn, so it stays trainable.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-    root, parts = BACKBONES[name](weights is not None)
+    root, parts = BACKBONES[name](weights is not None if frozen_bn is None else frozen_bn)
     if weights is not None:
         parts.weights_report = load_backbone_weights(
             root, {"body": parts.body, "box_head": parts.box_head}, weights, backbone=name,

@@ -58,7 +58,12 @@ class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
     weights_partial: bool = False  # load what fits of a weights file that leaves backbone tensors unloaded
+    # random | pretrained: the built-in pre-training (`harness pretrain`, cached on first use) of body and FC
+    # head | pretrained-body: its body only, FC head random. Random stays the default: pre-training did not
+    # beat random init by 5 mAP50 points at the default schedule (docs/pretraining.md). Ignored with weights.
+    init: str = "random"
     freeze_stages: int = 0  # early backbone stages not trained
+    frozen_bn: bool | None = None  # BatchNorm fixed (FrozenBatchNorm2d); None: frozen when weights are loaded
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
     # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within
     # float rounding. False: PyTorch's default NCHW.
@@ -275,6 +280,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
+    if cfg.model.init not in ("random", "pretrained", "pretrained-body"):
+        raise ConfigError(f"model.init must be random, pretrained or pretrained-body, got {cfg.model.init!r}")
+    if cfg.model.init != "random" and not cfg.model.weights and cfg.model.backbone not in ("tiny", "resnet18"):
+        raise ConfigError(f"model.init={cfg.model.init}: built-in pre-training covers tiny and resnet18, not "
+                          f"{cfg.model.backbone}; use --weights FILE or --set model.init=random")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):
         raise ConfigError(f"model.pooler must be roi_pool or roi_align, got {cfg.model.pooler!r}")
     _validate_proposals(cfg.proposals)

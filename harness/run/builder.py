@@ -72,7 +72,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     """Build the configured detector for ``num_classes`` object classes."""
     m = cfg.model
     try:
-        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages,
+        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages, frozen_bn=m.frozen_bn,
                                weights_partial=m.weights_partial)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err

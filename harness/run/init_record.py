@@ -3,7 +3,9 @@
 Records before issue 20 hold ``init: "weights:<file>"`` (a string); from then on a
 run with a weights file records a dict (``kind, file, sha256, required, loaded,
 missing, mismatched, unexpected, skipped, looks_like, partial``, see
-:class:`detectors.weights.WeightsReport`). :func:`init_label` reads both.
+:class:`detectors.weights.WeightsReport`); the built-in pre-training (``model.init=pretrained`` /
+``pretrained-body``) records the same dict with ``kind`` ``pretrained`` / ``pretrained-body`` and its
+``label`` (name and sha256). :func:`init_label` reads every form.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ def record_weights(record: dict[str, Any], report: WeightsReport | None) -> None
     """Put the load report into the record's ``init`` and the log (nothing for random init)."""
     if report is None:
         return
+    before = record.get("init")
     record["init"] = report.as_record()
+    if isinstance(before, str) and before.startswith("pretrained"):  # the built-in pre-training's file
+        record["init"].update({"kind": before.split(" ", 1)[0], "label": before})
     if report.partial:
         log.warning("weights %s loaded PARTIALLY (model.weights_partial=true): %s", report.file, report.summary())
     else:
@@ -32,7 +37,8 @@ def init_label(init: Any) -> str | None:
     if init is None:
         return None
     if isinstance(init, dict):
-        label = f"weights:{init.get('file')}" if init.get("kind") == "weights" else str(init.get("kind"))
+        kind = init.get("kind")
+        label = f"weights:{init.get('file')}" if kind == "weights" else str(init.get("label") or kind)
         return label + (" (partial)" if init.get("partial") else "")
     return str(init)
 
@@ -44,4 +50,4 @@ def init_kind(init: Any) -> str | None:
         return None
     if label.startswith("weights:"):
         return "weights (partial)" if label.endswith(" (partial)") else "weights"
-    return label
+    return label.split(" ", 1)[0]  # random, pretrained, pretrained-body

@@ -46,6 +46,7 @@ from harness.train.engine import (
     predict,
     proposal_recall_curve,
 )
+from harness.train.pretrain import resolve_init
 from harness.train.schemes import FitJob, check_distributed, fit_function
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def _execute_main(
         "dataset": cfg.data.dataset,
         "backbone": cfg.model.backbone,
         "seed": cfg.seed,
-        "init": f"weights:{cfg.model.weights}" if cfg.model.weights else "random",
+        "init": resolve_init(cfg, log=log.warning)[1],  # pre-trains once on first use (cached)
         "profile": cfg.profile,
         "config": to_dict(cfg),
         **record_envelope(now_iso(), device),
@@ -222,10 +223,11 @@ def _train_and_test(
     # selective search (cached, filled in parallel) or a file for data-side proposals; a no-op for the RPN
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
-    model = build_model(cfg, train_set.num_classes)
+    built = resolve_init(cfg)[0]  # model.weights: the built-in pre-trained file where model.init asks for it
+    model = build_model(built, train_set.num_classes)
     record_weights(record, getattr(model, "weights_report", None))
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
-    fitted = fit(FitJob(cfg, model, lambda: build_model(cfg, train_set.num_classes), train_set, device, progress,
+    fitted = fit(FitJob(cfg, model, lambda: build_model(built, train_set.num_classes), train_set, device, progress,
                         resume.state if resume is not None else None, checkpoint))
     model, trained = fitted.model, fitted.trained
     fitted.record_into(record)
