@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
+from harness.data.drawing import background, draw_distractors, draw_lines, finish, hsv_colour, place_objects
 from harness.data.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = (BACKGROUND, "disc", "box", "triangle")
@@ -105,64 +106,6 @@ class Scene(NamedTuple):
     labels: np.ndarray
 
 
-def _hsv_colour(
-    rng: np.random.Generator, hue: tuple[int, int], sat: tuple[int, int], val: tuple[int, int]
-) -> np.ndarray:
-    """One RGB colour, ``float32 [3]`` in 0..255, drawn uniformly from an HSV box."""
-    hsv = np.array(
-        [[[rng.integers(hue[0], hue[1] + 1), rng.integers(sat[0], sat[1] + 1), rng.integers(val[0], val[1] + 1)]]],
-        dtype=np.uint8,
-    )
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    """Any RGB colour, as the int tuple OpenCV drawing functions take."""
-    return tuple(int(c) for c in rng.integers(0, 256, size=3))  # type: ignore[return-value]
-
-
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """``float32 [H, W, 3]``: a linear gradient between two muted colours, plus pixel noise."""
-    muted = ((0, 179), (0, 90), (50, 210))
-    c0, c1 = _hsv_colour(rng, *muted), _hsv_colour(rng, *muted)
-    angle = rng.uniform(0.0, 2.0 * math.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = xx * math.cos(angle) + yy * math.sin(angle)
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    image = c0 + ramp[..., None] * (c1 - c0)
-    image += rng.normal(0.0, rng.uniform(4.0, 12.0), size=image.shape).astype(np.float32)
-    return image
-
-
-def _draw_lines(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
-    """Thin straight lines of random colours across the image (in place)."""
-    height, width = image.shape[:2]
-    for _ in range(count):
-        p0 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        cv2.line(image, p0, p1, _random_colour(rng), 1, cv2.LINE_AA)
-
-
-def _draw_distractors(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
-    """Clutter that is never a class: small blobs and thin object-sized outlines (in place)."""
-    height, width = image.shape[:2]
-    blob_max = max(3, int(_BLOB_MAX * size))
-    for _ in range(int(rng.integers(3, 11))):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        axes = (int(rng.integers(1, blob_max // 2 + 1)), int(rng.integers(1, blob_max // 2 + 1)))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, _random_colour(rng), -1, cv2.LINE_AA)
-    # Hollow outlines at object scale force the detector to look at filled texture, not just edges.
-    for _ in range(int(rng.integers(0, 3))):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        radius = int(rng.integers(int(_SIDE_MIN * size), int(0.25 * size)))
-        if rng.random() < 0.5:
-            cv2.circle(image, centre, radius, _random_colour(rng), 1, cv2.LINE_AA)
-        else:
-            pts = rng.integers(-radius, radius + 1, size=(int(rng.integers(3, 6)), 2)) + np.array(centre)
-            cv2.polylines(image, [pts.astype(np.int32)], True, _random_colour(rng), 1, cv2.LINE_AA)
-    _draw_lines(rng, image, int(rng.integers(2, 7)))
-
-
 def _shape_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``bool [h, w]`` silhouette of one object of class ``label`` spanning its patch."""
     mask = np.zeros((h, w), dtype=np.uint8)
@@ -183,7 +126,7 @@ def _shape_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndar
 
 def _texture(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``float32 [h, w, 3]`` class-specific fill (colour band and pattern)."""
-    base = _hsv_colour(rng, _HUE[label], _OBJ_SAT, _OBJ_VAL)
+    base = hsv_colour(rng, _HUE[label], _OBJ_SAT, _OBJ_VAL)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if label == 1:  # radial shading (bright centre, darker rim) + a few dark spots
         r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
@@ -206,63 +149,32 @@ def _texture(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray
     return np.where(checker, 0.55 * base, base).astype(np.float32)
 
 
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``[4]`` box against ``[N, 4]`` boxes (xyxy) -> ``[N]``."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
-
-
 def render_scene(rng: np.random.Generator, config: SyntheticConfig) -> Scene:
     """Draw one image and its tight boxes from ``rng`` (consumed; same state -> same scene)."""
     size = config.image_size
     height = size
     width = int(round(size * rng.uniform(5 / 6, 7 / 6)))
-    image = _background(rng, height, width)
-    _draw_distractors(rng, image, size)
+    image = background(rng, height, width)
+    draw_distractors(rng, image, size, blob_max=_BLOB_MAX, outline_min=_SIDE_MIN)
 
-    owner = np.full((height, width), -1, dtype=np.int32)  # index of the object visible at each pixel
-    areas: list[int] = []
-    boxes: list[np.ndarray] = []
-    labels: list[int] = []
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
     side_lo, side_hi = int(round(_SIDE_MIN * size)), int(round(_SIDE_MAX * size))
     log_area = (math.log(_SQRT_AREA_RANGE[0] * size), math.log(_SQRT_AREA_RANGE[1] * size))
     log_aspect = (math.log(_ASPECT_RANGE[0]), math.log(_ASPECT_RANGE[1]))
-    for _ in range(40 * wanted):  # placement attempts; rejected ones just cost a retry
-        if len(labels) == wanted:
-            break
+
+    def sample(rng: np.random.Generator) -> tuple[int, int, int, np.ndarray]:
         label = int(rng.integers(1, len(CLASS_NAMES)))
         side, aspect = math.exp(rng.uniform(*log_area)), math.exp(rng.uniform(*log_aspect))
         h = int(np.clip(round(side * math.sqrt(aspect)), side_lo, min(side_hi, height)))
         w = int(np.clip(round(side / math.sqrt(aspect)), side_lo, min(side_hi, width)))
         y0, x0 = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        mask = _shape_mask(rng, label, h, w)
-        ys, xs = np.nonzero(mask)
-        box = np.array([x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1], dtype=np.float32)
-        if boxes and _box_iou(box, np.stack(boxes)).max() > MAX_PAIR_IOU:
-            continue
-        if areas:
-            # Pixels of each earlier object that this one would cover, counted in one pass.
-            covered = np.bincount(owner[y0 : y0 + h, x0 : x0 + w][mask] + 1, minlength=len(areas) + 1)[1:]
-            visible = np.bincount(owner.ravel() + 1, minlength=len(areas) + 1)[1:]
-            if ((visible - covered) < MIN_VISIBLE_FRACTION * np.asarray(areas)).any():
-                continue
-        texture = _texture(rng, label, h, w)
-        image[y0 : y0 + h, x0 : x0 + w][mask] = texture[mask]
-        owner[y0 : y0 + h, x0 : x0 + w][mask] = len(areas)
-        areas.append(int(mask.sum()))
-        boxes.append(box)
-        labels.append(label)
+        return label, y0, x0, _shape_mask(rng, label, h, w)
 
-    _draw_lines(rng, image, int(rng.integers(0, 3)))  # a few lines cross objects too
-    image += rng.normal(0.0, 3.0, size=image.shape).astype(np.float32)
-    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    box_array = np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
-    return Scene(pixels, box_array, np.asarray(labels, dtype=np.int64))
+    boxes, labels = place_objects(
+        rng, image, wanted, sample, _texture, max_pair_iou=MAX_PAIR_IOU, min_visible=MIN_VISIBLE_FRACTION
+    )
+    draw_lines(rng, image, int(rng.integers(0, 3)))  # a few lines cross objects too
+    return Scene(*finish(rng, image, boxes, labels))
 
 
 class SyntheticDataset(DetectionDataset):
