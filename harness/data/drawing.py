@@ -161,3 +161,87 @@ def finish(rng: np.random.Generator, image: np.ndarray, boxes: list[np.ndarray],
     pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     box_array = np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
     return pixels, box_array, np.asarray(labels, dtype=np.int64)
+
+
+# ---- silhouettes: uint8 {0, 1} masks spanning an h x w patch ------------------------------------------------
+
+
+def ellipse_mask(h: int, w: int) -> np.ndarray:
+    """The ellipse inscribed in the patch (4 fractional bits for sub-pixel centres)."""
+    mask = np.zeros((h, w), dtype=np.uint8)
+    centre = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
+    axes = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8, shift=4)
+    return mask
+
+
+def triangle_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A triangle with one side along a patch edge and its apex on the opposite edge (4 orientations)."""
+    mask = np.zeros((h, w), dtype=np.uint8)
+    apex = float(rng.uniform(0.15, 0.85))
+    up = np.array([[0, h - 1], [w - 1, h - 1], [apex * (w - 1), 0]])
+    side = np.array([[0, 0], [0, h - 1], [w - 1, apex * (h - 1)]])
+    pts = [up, np.array([[x, h - 1 - y] for x, y in up]), side, np.array([[w - 1 - x, y] for x, y in side])]
+    cv2.fillPoly(mask, [np.round(pts[int(rng.integers(0, 4))]).astype(np.int32)], 1, cv2.LINE_8)
+    return mask
+
+
+def polygon_mask(h: int, w: int, unit_points: np.ndarray) -> np.ndarray:
+    """A polygon given in unit patch coordinates (``[K, 2]`` x, y in 0..1), scaled to the patch and filled."""
+    mask = np.zeros((h, w), dtype=np.uint8)
+    pts = np.round(unit_points * np.array([w - 1, h - 1])).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 1, cv2.LINE_8)
+    return mask
+
+
+# ---- fills: float32 [h, w, 3] patterns of a base colour ------------------------------------------------------
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
+
+
+def shaded_spots(rng: np.random.Generator, base: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Radial shading (bright centre, darker rim) plus 2..5 dark spots near the centre."""
+    yy, xx = _grid(h, w)
+    r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
+    tex = base * np.clip(1.1 - 0.5 * r2, 0.5, 1.1)[..., None]
+    spot = tuple(float(c) for c in 0.45 * base)
+    for _ in range(int(rng.integers(2, 6))):
+        r = max(1, int(rng.uniform(0.06, 0.14) * min(h, w)))
+        centre = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.3, 0.7) * h))
+        cv2.circle(tex, centre, r, spot, -1, cv2.LINE_8)
+    return tex
+
+
+def stripes(rng: np.random.Generator, base: np.ndarray, h: int, w: int,
+            period: tuple[float, float] = (5.0, 10.0), dark: float = 0.45) -> np.ndarray:
+    """Dark stripes (``dark * base``) at a random angle, period and phase."""
+    yy, xx = _grid(h, w)
+    p = float(rng.uniform(*period))
+    angle = float(rng.uniform(0.0, math.pi))
+    phase = (xx * math.cos(angle) + yy * math.sin(angle) + rng.uniform(0, p)) % p
+    return np.where((phase < p / 2)[..., None], dark * base, base).astype(np.float32)
+
+
+def checker(rng: np.random.Generator, base: np.ndarray, h: int, w: int,
+            cell: tuple[int, int] = (3, 7), dark: float = 0.55) -> np.ndarray:
+    """Checkerboard of ``base`` and ``dark * base``, square cells of ``rng.integers(*cell)`` pixels."""
+    yy, xx = _grid(h, w)
+    c = int(rng.integers(*cell))
+    board = (((xx.astype(np.int32) // c) + (yy.astype(np.int32) // c)) % 2 == 1)[..., None]
+    return np.where(board, dark * base, base).astype(np.float32)
+
+
+def dots(rng: np.random.Generator, base: np.ndarray, h: int, w: int,
+         period: tuple[float, float] = (5.0, 9.0), dark: float = 0.45) -> np.ndarray:
+    """Dark round dots on a square lattice of random period, angle and offset (radius about period / 4)."""
+    yy, xx = _grid(h, w)
+    p = float(rng.uniform(*period))
+    angle = float(rng.uniform(0.0, math.pi / 2))
+    off_u, off_v = rng.uniform(0, p, size=2)
+    u = (xx * math.cos(angle) + yy * math.sin(angle) + off_u) % p - p / 2
+    v = (-xx * math.sin(angle) + yy * math.cos(angle) + off_v) % p - p / 2
+    inside = (u * u + v * v) <= (0.28 * p) ** 2
+    return np.where(inside[..., None], dark * base, base).astype(np.float32)

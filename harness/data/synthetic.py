@@ -38,11 +38,22 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
 from harness.data.base import BACKGROUND, DetectionDataset, Target, Transform, make_target
-from harness.data.drawing import background, draw_distractors, draw_lines, finish, hsv_colour, place_objects
+from harness.data.drawing import (
+    background,
+    checker,
+    draw_distractors,
+    draw_lines,
+    ellipse_mask,
+    finish,
+    hsv_colour,
+    place_objects,
+    shaded_spots,
+    stripes,
+    triangle_mask,
+)
 from harness.data.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = (BACKGROUND, "disc", "box", "triangle")
@@ -108,45 +119,21 @@ class Scene(NamedTuple):
 
 def _shape_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``bool [h, w]`` silhouette of one object of class ``label`` spanning its patch."""
-    mask = np.zeros((h, w), dtype=np.uint8)
-    if label == 1:  # disc: ellipse inscribed in the patch (4 fractional bits for sub-pixel centres)
-        centre = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
-        axes = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8, shift=4)
-    elif label == 2:  # box: the patch itself
-        mask[:] = 1
-    else:  # triangle: one side along a patch edge, apex on the opposite edge
-        apex = float(rng.uniform(0.15, 0.85))
-        up = np.array([[0, h - 1], [w - 1, h - 1], [apex * (w - 1), 0]])
-        side = np.array([[0, 0], [0, h - 1], [w - 1, apex * (h - 1)]])
-        pts = [up, np.array([[x, h - 1 - y] for x, y in up]), side, np.array([[w - 1 - x, y] for x, y in side])]
-        cv2.fillPoly(mask, [np.round(pts[int(rng.integers(0, 4))]).astype(np.int32)], 1, cv2.LINE_8)
-    return mask.astype(bool)
+    if label == 1:  # disc: ellipse inscribed in the patch
+        return ellipse_mask(h, w).astype(bool)
+    if label == 2:  # box: the patch itself
+        return np.ones((h, w), dtype=bool)
+    return triangle_mask(rng, h, w).astype(bool)  # one side along a patch edge, apex on the opposite edge
 
 
 def _texture(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``float32 [h, w, 3]`` class-specific fill (colour band and pattern)."""
     base = hsv_colour(rng, _HUE[label], _OBJ_SAT, _OBJ_VAL)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if label == 1:  # radial shading (bright centre, darker rim) + a few dark spots
-        r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
-        tex = base * np.clip(1.1 - 0.5 * r2, 0.5, 1.1)[..., None]
-        spot = tuple(float(c) for c in 0.45 * base)
-        for _ in range(int(rng.integers(2, 6))):
-            r = max(1, int(rng.uniform(0.06, 0.14) * min(h, w)))
-            centre = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.3, 0.7) * h))
-            cv2.circle(tex, centre, r, spot, -1, cv2.LINE_8)
-        return tex
+        return shaded_spots(rng, base, h, w)
     if label == 2:  # dark stripes at a random angle and period
-        period = float(rng.uniform(5.0, 10.0))
-        angle = float(rng.uniform(0.0, math.pi))
-        phase = (xx * math.cos(angle) + yy * math.sin(angle) + rng.uniform(0, period)) % period
-        dark = (phase < period / 2)[..., None]
-        return np.where(dark, 0.45 * base, base).astype(np.float32)
-    # triangle: checkerboard of the base colour and a darker shade
-    cell = int(rng.integers(3, 7))
-    checker = (((xx.astype(np.int32) // cell) + (yy.astype(np.int32) // cell)) % 2 == 1)[..., None]
-    return np.where(checker, 0.55 * base, base).astype(np.float32)
+        return stripes(rng, base, h, w, period=(5.0, 10.0), dark=0.45)
+    return checker(rng, base, h, w, cell=(3, 7), dark=0.55)  # triangle: checkerboard
 
 
 def render_scene(rng: np.random.Generator, config: SyntheticConfig) -> Scene:
