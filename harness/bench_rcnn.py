@@ -90,7 +90,8 @@ def run_rcnn_bench(cfg: RunConfig, *, device: torch.device, crops: int, repeats:
     d = cfg.data
     test_split = data_layer.default_splits(d.dataset)[1]
     dataset = data_layer.build_dataset(d.dataset, d.test_split or test_split, min_size=d.min_size,
-                                       max_size=d.max_size, synthetic=d.synthetic)
+                                       max_size=d.max_size, synthetic=d.synthetic,
+                                       synthetic_hard=d.synthetic_hard)
     image, _ = dataset[0]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, dataset.num_classes)

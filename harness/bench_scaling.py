@@ -54,7 +54,7 @@ def _test_images(cfg: RunConfig, n: int, *, min_size: int | None = None, max_siz
     d = cfg.data
     split = d.test_split or data_layer.default_splits(d.dataset)[1]
     ds = data_layer.build_dataset(d.dataset, split, min_size=min_size or d.min_size, max_size=max_size or d.max_size,
-                                  synthetic=d.synthetic)
+                                  synthetic=d.synthetic, synthetic_hard=d.synthetic_hard)
     return [ds[i][0] for i in range(min(n, len(ds)))], ds.num_classes
 
 

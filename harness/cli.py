@@ -108,7 +108,7 @@ def _summary(record: dict) -> Table:
 @app.command()
 def run(
     detector: Detector = typer.Option(Detector.faster, help="Which detector: faster (RPN), fast (selective search), rcnn."),
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-hard | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
     backbone: str = typer.Option("tiny", help="tiny | resnet18 | resnet50 | vgg16"),
     weights: Optional[Path] = typer.Option(None, help="Local state-dict file for the backbone (default: random init)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the profile's)."),
@@ -189,7 +189,7 @@ def run(
 
 @app.command()
 def datasets(
-    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Argument(..., help="synthetic | synthetic-hard | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
     check_images: bool = typer.Option(False, "--check-images",
                                       help="Also decode every image and list the unreadable ones (slow on big sets)."),
 ) -> None:

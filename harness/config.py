@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.data.synthetic import SyntheticConfig
+from harness.data.synthetic_hard import SyntheticHardConfig
 from harness.rcnn_config import RCNN_PAPER, RCNN_TRAIN_DEFAULTS, RCNNConfig, validate_rcnn
 
 DETECTORS = ("faster", "fast", "rcnn")
@@ -39,6 +40,7 @@ class DataConfig:
     flip_prob: float = 0.5  # horizontal flip in training (Fast R-CNN 2.3)
     workers: int = 0  # DataLoader worker processes
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_hard: SyntheticHardConfig = field(default_factory=SyntheticHardConfig)  # --dataset synthetic-hard
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ def _setup(
         default_train, default_test = data_layer.default_splits(d.dataset)
         names = splits or [d.train_split or default_train, d.test_split or default_test]
         sets = [
-            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic)
+            data_layer.build_dataset(d.dataset, s, min_size=d.min_size, max_size=d.max_size, synthetic=d.synthetic,
+                                     synthetic_hard=d.synthetic_hard)
             for s in dict.fromkeys(names)
         ]
     except (ConfigError, data_layer.DatasetError) as err:
@@ -58,7 +59,7 @@ def _setup(
 
 
 def proposals_command(
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
+    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-hard | voc:DIR | coco:ANNOTATIONS.json[:IMAGES_DIR]"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: Optional[int] = typer.Option(None, min=0, help="Worker processes (default: one per usable core; 0: in this process, no pool)."),
     mode: Mode = typer.Option(Mode.fast, help="Selective search mode: fast (the papers') or quality."),

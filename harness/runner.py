@@ -66,7 +66,8 @@ def build_datasets(cfg: RunConfig) -> tuple[data_layer.DetectionDataset, data_la
     """Train (with flips) and test datasets of the configured source."""
     d = cfg.data
     default_train, default_test = data_layer.default_splits(d.dataset)
-    common = {"min_size": d.min_size, "max_size": d.max_size, "seed": cfg.seed, "synthetic": d.synthetic}
+    common = {"min_size": d.min_size, "max_size": d.max_size, "seed": cfg.seed, "synthetic": d.synthetic,
+              "synthetic_hard": d.synthetic_hard}
     train_set = data_layer.build_dataset(d.dataset, d.train_split or default_train, flip_prob=d.flip_prob, **common)
     test_set = data_layer.build_dataset(d.dataset, d.test_split or default_test, flip_prob=0.0, **common)
     if train_set.class_names != test_set.class_names:

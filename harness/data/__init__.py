@@ -1,6 +1,7 @@
 """Data layer: one sample contract (:mod:`.base`), three sources, the paper transforms.
 
 Sources: :class:`SyntheticDataset` (default, generated, needs nothing on disk),
+:class:`SyntheticHardDataset` (``synthetic-hard``: the harder generated benchmark),
 :class:`VOCDataset` (PASCAL VOC layout) and :class:`COCODataset` (COCO JSON).
 The CLI goes through the spec functions: ``parse_dataset_spec``,
 ``available_splits``, ``default_splits``, ``build_dataset``, and
@@ -31,6 +32,7 @@ from harness.data.specs import (
 )
 from harness.data.stats import dataset_stats, format_stats, printable, stats_rows
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
+from harness.data.synthetic_hard import SyntheticHardConfig, SyntheticHardDataset
 from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
 from harness.data.voc import VOCDataset
 
@@ -47,6 +49,8 @@ __all__ = [
     "Resize",
     "SyntheticConfig",
     "SyntheticDataset",
+    "SyntheticHardConfig",
+    "SyntheticHardDataset",
     "Target",
     "Transform",
     "VOCDataset",

@@ -2,7 +2,8 @@
 
 Spec grammar::
 
-    synthetic                          the generated shapes dataset (default)
+    synthetic                          the generated shapes dataset (default; 3 classes)
+    synthetic-hard                     the harder generated benchmark (12 look-alike classes, clutter)
     voc:DIR                            PASCAL VOC layout; DIR holds Annotations/ (or one such child)
     coco:ANNOTATIONS.json[:IMAGES_DIR] COCO instances file; images default to the JSON's folder
 
@@ -18,11 +19,13 @@ from harness.data.coco import COCODataset
 from harness.data.errors import DatasetError
 from harness.data.synthetic import SPLITS as SYNTHETIC_SPLITS
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
+from harness.data.synthetic_hard import SyntheticHardConfig, SyntheticHardDataset
 from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
 from harness.data.voc import VOCDataset, resolve_voc_root, voc_splits
 
-KINDS = ("synthetic", "voc", "coco")
-_USAGE = "synthetic, voc:DIR, coco:ANNOTATIONS.json[:IMAGES_DIR]"
+KINDS = ("synthetic", "synthetic-hard", "voc", "coco")
+GENERATED = ("synthetic", "synthetic-hard")  # kinds generated in memory: no path, splits train/val/test
+_USAGE = "synthetic, synthetic-hard, voc:DIR, coco:ANNOTATIONS.json[:IMAGES_DIR]"
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class DatasetSpec:
     images_dir: Path | None = None
 
     def __str__(self) -> str:
-        if self.kind == "synthetic":
-            return "synthetic"
+        if self.kind in GENERATED:
+            return self.kind
         text = f"{self.kind}:{self.path}"
         return f"{text}:{self.images_dir}" if self.images_dir is not None else text
 
@@ -54,10 +57,10 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
     kind = kind.lower()
     if kind not in KINDS:
         raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; expected one of: {_USAGE}")
-    if kind == "synthetic":
+    if kind in GENERATED:
         if sep:
-            raise DatasetError(f"'synthetic' takes no argument, got {spec!r} (its size is set by the config)")
-        return DatasetSpec("synthetic")
+            raise DatasetError(f"{kind!r} takes no argument, got {spec!r} (its size is set by the config)")
+        return DatasetSpec(kind)
     if not rest:
         raise DatasetError(f"{kind!r} needs a path, e.g. {_USAGE}")
     if kind == "voc":
@@ -82,7 +85,7 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
 def available_splits(spec: str | DatasetSpec) -> list[str]:
     """Split names ``build_dataset`` accepts for ``spec`` (COCO: the 80/20 hash split)."""
     parsed = parse_dataset_spec(spec)
-    if parsed.kind == "synthetic":
+    if parsed.kind in GENERATED:
         return list(SYNTHETIC_SPLITS)
     if parsed.kind == "voc":
         return voc_splits(parsed.path)  # type: ignore[arg-type]
@@ -95,7 +98,7 @@ def default_splits(spec: str | DatasetSpec) -> tuple[str, str]:
     VOC: ``trainval`` if present else ``train``; ``test`` if present else ``val``.
     """
     parsed = parse_dataset_spec(spec)
-    if parsed.kind == "synthetic":
+    if parsed.kind in GENERATED:
         return "train", "test"
     if parsed.kind == "coco":
         return "train", "test"
@@ -128,11 +131,13 @@ def build_dataset(
     flip_prob: float = 0.0,
     seed: int = 0,
     synthetic: SyntheticConfig | None = None,
+    synthetic_hard: SyntheticHardConfig | None = None,
 ) -> DetectionDataset:
     """The ``split`` of ``spec``, resized (and optionally flipped) for a detector.
 
-    ``seed`` seeds only the flip sequence; the synthetic images are fixed by
-    ``synthetic.seed`` so that runs with different seeds see the same data.
+    ``seed`` seeds only the flip sequence; the generated images are fixed by
+    ``synthetic.seed`` (``synthetic_hard.seed``) so that runs with different
+    seeds see the same data. ``None`` configs take the datasets' defaults.
     """
     parsed = parse_dataset_spec(spec)
     splits = available_splits(parsed)
@@ -141,6 +146,8 @@ def build_dataset(
     transforms = build_transforms(min_size, max_size, flip_prob, seed)
     if parsed.kind == "synthetic":
         return SyntheticDataset(split, synthetic, transforms=transforms)
+    if parsed.kind == "synthetic-hard":
+        return SyntheticHardDataset(split, synthetic_hard, transforms=transforms)
     if parsed.kind == "voc":
         return VOCDataset(parsed.path, split, transforms=transforms)  # type: ignore[arg-type]
     try:

@@ -90,16 +90,16 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         for name in ("train_images", "val_images", "test_images"):
             if getattr(self, name) < 0:
-                raise DatasetError(f"SyntheticConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise DatasetError(f"{type(self).__name__}.{name} must be >= 0, got {getattr(self, name)}")
         if self.image_size < 64:
-            raise DatasetError(f"SyntheticConfig.image_size must be >= 64, got {self.image_size}")
+            raise DatasetError(f"{type(self).__name__}.image_size must be >= 64, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects:
             raise DatasetError(
-                "SyntheticConfig needs 1 <= min_objects <= max_objects, "
+                f"{type(self).__name__} needs 1 <= min_objects <= max_objects, "
                 f"got {self.min_objects}..{self.max_objects}"
             )
         if self.seed < 0:
-            raise DatasetError(f"SyntheticConfig.seed must be >= 0, got {self.seed}")
+            raise DatasetError(f"{type(self).__name__}.seed must be >= 0, got {self.seed}")
 
     def num_images(self, split: str) -> int:
         """Number of images in ``split`` (one of :data:`SPLITS`)."""
@@ -175,6 +175,9 @@ class SyntheticDataset(DetectionDataset):
     """
 
     class_names = CLASS_NAMES
+    kind = "synthetic"  # the spec string; also the prefix of ``name``
+    default_config: type[SyntheticConfig] = SyntheticConfig
+    stream: tuple[int, ...] = ()  # appended to the seed sequence (a subclass's own random streams)
 
     def __init__(
         self,
@@ -185,10 +188,10 @@ class SyntheticDataset(DetectionDataset):
     ) -> None:
         super().__init__(transforms)
         if split not in SPLITS:
-            raise DatasetError(f"unknown synthetic split {split!r}; choose one of {', '.join(SPLITS)}")
+            raise DatasetError(f"unknown {self.kind} split {split!r}; choose one of {', '.join(SPLITS)}")
         self.split = split
-        self.config = config if config is not None else SyntheticConfig()
-        self.name = f"synthetic/{split}"
+        self.config = config if config is not None else self.default_config()
+        self.name = f"{self.kind}/{split}"
         self._cache: dict[int, Scene] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -200,11 +203,15 @@ class SyntheticDataset(DetectionDataset):
             raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index])
-        scene = render_scene(rng, self.config)
+        rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index, *self.stream])
+        scene = self.render(rng)
         if self._cache is not None:
             self._cache[index] = scene
         return scene
+
+    def render(self, rng: np.random.Generator) -> Scene:
+        """One scene from a fresh generator (subclasses draw another world)."""
+        return render_scene(rng, self.config)
 
     def load_image(self, index: int) -> np.ndarray:
         """RGB ``uint8 [H, W, 3]``; a copy, so callers cannot corrupt the memoised scene."""
