@@ -18,18 +18,20 @@ made to leave room between methods:
   disc             disc, ring       shading, cyan      a hole in the middle
   ===============  ===============  =================  ======================================
 
-  Hue bands of the pairs overlap a little at their edges, and saturation
-  and value vary widely, so colour alone does not give the pair away either.
+  Some pairs' hue bands touch, saturation and value vary widely, and the
+  background patchwork takes any colour, so colour is a weak cue.
 - **Small and large objects**: sqrt(area) log-uniform from 5 % to 40 % of the
-  image height (13..102 px at 256), so small objects carry little texture.
+  image height (14..115 px at the default 288; sides 12..144 px), so small
+  objects carry little texture.
 - **3..10 objects per image with occlusion**: later objects are drawn on top,
   each object keeps at least :data:`MIN_VISIBLE_FRACTION` of its pixels, and no
   two boxes overlap by more than :data:`MAX_PAIR_IOU` IoU (below the 0.3 test
   NMS, so a true second object is never suppressed by the first).
 - **Dense clutter**: besides :mod:`.synthetic`'s blobs, outlines and lines, a
-  patchwork of muted polygons and ellipses up to object size covers the
-  background. It gives selective search (fast mode) thousands of regions per
-  image at the default size, so the 300 / 1000 / 2000 proposal rows differ.
+  patchwork of 250..400 flat polygons and ellipses of any colour (7..23 px
+  across at 288) covers the background. It gives selective search (fast mode,
+  run at the image's own size) more than 2000 boxes per image, so the
+  300 / 1000 / 2000 proposal rows differ (README, "synthetic-hard").
 
 Every image is a pure function of ``(config, split, index)``: the random
 stream is ``numpy.random.default_rng([seed, split_number, index, 16])`` (the
@@ -78,7 +80,7 @@ MIN_VISIBLE_FRACTION = 0.5
 MAX_PAIR_IOU = 0.25
 STREAM = 16  # last element of the seed sequence
 
-# Hue band (OpenCV H in [0, 180)) of each pair; neighbouring bands touch, so edges are ambiguous.
+# Hue band (OpenCV H, 0..179; 180..184 wraps to red-orange) of each pair; some bands touch (100, 180 = 0).
 _PAIR_HUE = {0: (10, 26), 1: (100, 124), 2: (42, 72), 3: (130, 158), 4: (172, 184), 5: (82, 100)}
 _OBJ_SAT = (110, 255)
 _OBJ_VAL = (110, 255)
