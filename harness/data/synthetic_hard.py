@@ -20,18 +20,21 @@ made to leave room between methods:
 
   Some pairs' hue bands touch, saturation and value vary widely, and the
   background patchwork takes any colour, so colour is a weak cue.
-- **Small and large objects**: sqrt(area) log-uniform from 5 % to 40 % of the
-  image height (14..115 px at the default 288; sides 12..144 px), so small
-  objects carry little texture.
+- **Small and large objects**: sqrt(area) log-uniform from 10 % to 45 % of the
+  image height (32..144 px at the default 320; sides 19..160 px), so that at
+  the ``cpu`` profile's 192-px detector scale sqrt(area) is 19..86 px and the
+  small objects carry little texture.
 - **3..10 objects per image with occlusion**: later objects are drawn on top,
   each object keeps at least :data:`MIN_VISIBLE_FRACTION` of its pixels, and no
   two boxes overlap by more than :data:`MAX_PAIR_IOU` IoU (below the 0.3 test
   NMS, so a true second object is never suppressed by the first).
 - **Dense clutter**: besides :mod:`.synthetic`'s blobs, outlines and lines, a
-  patchwork of 250..400 flat polygons and ellipses of any colour (7..23 px
-  across at 288) covers the background. It gives selective search (fast mode,
-  run at the image's own size) more than 2000 boxes per image, so the
-  300 / 1000 / 2000 proposal rows differ (README, "synthetic-hard").
+  patchwork of 300..450 flat polygons and ellipses of any colour (radius
+  8..25 px at 320) covers the background. It gives selective search (fast
+  mode, run on the image as generated: ``proposals.image_min_size=none``)
+  more than 2000 boxes per image, so the 300 / 1000 / 2000 proposal rows
+  differ (README, "synthetic-hard"; at the default 192-px search scale it is
+  about 1000).
 
 Every image is a pure function of ``(config, split, index)``: the random
 stream is ``numpy.random.default_rng([seed, split_number, index, 16])`` (the
@@ -84,14 +87,18 @@ STREAM = 16  # last element of the seed sequence
 _PAIR_HUE = {0: (10, 26), 1: (100, 124), 2: (42, 72), 3: (130, 158), 4: (172, 184), 5: (82, 100)}
 _OBJ_SAT = (110, 255)
 _OBJ_VAL = (110, 255)
-_SQRT_AREA_RANGE = (0.05, 0.40)  # log-uniform sqrt(area) / image height
+_SQRT_AREA_RANGE = (0.10, 0.45)  # log-uniform sqrt(area) / image height
 _ASPECT_RANGE = (0.6, 1.67)  # h / w, log-uniform
-_SIDE_MIN = 0.04
+_SIDE_MIN = 0.06
 _SIDE_MAX = 0.5
 _BLOB_MAX = 0.04
+# Pattern scales in pixels of the generated image (the detector sees it at 2/3 of that at data.min_size 192)
+_STRIPE_PERIOD = (6.0, 12.0)
+_DOT_PERIOD = (7.0, 12.0)
+_CHECKER_CELL = (4, 9)  # rng.integers bounds
 _PATCH_HSV = ((0, 179), (0, 255), (30, 230))  # background patchwork: any colour, flat (objects are patterned)
 _PATCH_RADIUS = (0.025, 0.08)  # log-uniform, fraction of the image height
-_PATCH_COUNT = (250, 400)  # distractor blobs: under the smallest objects
+_PATCH_COUNT = (300, 450)  # distractor blobs: under the smallest objects
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class SyntheticHardConfig(SyntheticConfig):
     train_images: int = 400
     val_images: int = 50
     test_images: int = 200
-    image_size: int = 288  # image height; widths vary in [5/6, 7/6] of it
+    image_size: int = 320  # image height; widths vary in [5/6, 7/6] of it (267..373)
     min_objects: int = 3
     max_objects: int = 10
     seed: int = 0
@@ -162,11 +169,11 @@ def _texture(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray
     """``float32 [h, w, 3]``: the pair's hue band, the class's pattern."""
     base = hsv_colour(rng, _PAIR_HUE[(label - 1) // 2], _OBJ_SAT, _OBJ_VAL)
     if label in (1, 2, 6, 7):
-        return stripes(rng, base, h, w, period=(4.0, 9.0), dark=0.5)
+        return stripes(rng, base, h, w, period=_STRIPE_PERIOD, dark=0.5)
     if label in (3, 4, 8):
-        return dots(rng, base, h, w, period=(5.0, 9.0), dark=0.45)
+        return dots(rng, base, h, w, period=_DOT_PERIOD, dark=0.45)
     if label in (5, 9, 10):
-        return checker(rng, base, h, w, cell=(3, 6), dark=0.55)
+        return checker(rng, base, h, w, cell=_CHECKER_CELL, dark=0.55)
     return shaded_spots(rng, base, h, w)  # disc, ring
 
 

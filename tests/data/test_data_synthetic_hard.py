@@ -62,7 +62,7 @@ def test_contract_classes_counts_and_boxes_inside():
             others = np.delete(boxes, j, axis=0)
             assert len(others) == 0 or box_iou(boxes[j], others).max() <= MAX_PAIR_IOU + 1e-6
         sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / h
-        small, large = small + int((sides < 0.1).sum()), large + int((sides > 0.25).sum())
+        small, large = small + int((sides < 0.15).sum()), large + int((sides > 0.3).sum())
         seen.update(target["labels"].tolist())
     assert min(counts) >= 3 and max(counts) <= 10 and max(counts) - min(counts) >= 4
     assert seen == set(range(1, len(CLASS_NAMES)))  # every class drawn in 16 images
