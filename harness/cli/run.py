@@ -56,7 +56,7 @@ def given(**options: object) -> dict[str, object]:
 
 def run(
     detector: Detector = typer.Option("faster", help="Which detector: faster (RPN), fast (selective search), rcnn."),
-    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | voc:DIR | "
+    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | synthetic-hard | voc:DIR | "
                                                      "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     backbone: Optional[str] = typer.Option(None, help="tiny | resnet18 | resnet50 | vgg16 (default: the profile's: "
                                                       "tiny for cpu, vgg16 for paper)."),
@@ -125,8 +125,8 @@ def run(
 
 
 def datasets(
-    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | "
-                                            "yolo:DIR | yolo:data.yaml"),
+    dataset: str = typer.Argument(..., help="synthetic | synthetic-hard | voc:DIR | "
+                                            "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR | yolo:data.yaml"),
     check_images: bool = typer.Option(False, "--check-images",
                                       help="Also decode every image and list the unreadable ones (slow on big sets)."),
     set_: list[str] = typer.Option([], "--set", help="data.split_seed=N, data.class_names=a,b (as for `harness run`)."),

@@ -26,6 +26,7 @@ from harness.config.rcnn import (
     validate_rcnn,
 )
 from harness.data.synthetic import SyntheticConfig
+from harness.data.synthetic_hard import SyntheticHardConfig
 
 # Where each detector's proposals come from: its own network (the RPN) or the data side (selective search
 # or an external file, attached to each sample before the network sees it).
@@ -51,6 +52,7 @@ class DataConfig:
     split_seed: int = 0  # 80/20 split of VOC / YOLO folders with no split files or folders
     class_names: tuple[str, ...] = ()  # YOLO: names of class ids 0..K-1; VOC: fixed class list (others dropped)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_hard: SyntheticHardConfig = field(default_factory=SyntheticHardConfig)  # --dataset synthetic-hard
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,8 @@ import cv2
 import numpy as np
 
 from harness.data.errors import DatasetError
-from harness.data.synthetic import (
-    _background,
-    _draw_distractors,
-    _draw_lines,
-    _hsv_colour,
-)
+from harness.data.drawing import background, draw_lines, hsv_colour
+from harness.data.synthetic import clutter
 
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "diamond", "hexagon", "star", "cross", "ring")
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "spots", "radial")
@@ -147,8 +143,8 @@ def texture(kind: str, base: np.ndarray, rng: np.random.Generator, h: int, w: in
 def render(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One ``size x size`` image of class ``label`` -> (``uint8 [size, size, 3]``, tight box ``float32 [4]``)."""
     shape, kind, colour = CLASSES[label]
-    image = _background(rng, size, size)
-    _draw_distractors(rng, image, 2 * size)  # clutter at the detection set's scale (it draws for 192 px)
+    image = background(rng, size, size)
+    clutter(rng, image, 2 * size)  # clutter at the detection set's scale (it draws for 192 px)
     side = math.exp(rng.uniform(math.log(0.25 * size), math.log(0.7 * size)))
     aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     lo, hi = int(0.21 * size), int(0.75 * size)
@@ -158,11 +154,11 @@ def render(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndarray,
     y0 = int(rng.integers(margin, size - h - margin + 1))
     x0 = int(rng.integers(margin, size - w - margin + 1))
     mask = shape_mask(shape, rng, h, w)
-    fill = texture(kind, _hsv_colour(rng, COLOURS[colour], _OBJ_SAT, _OBJ_VAL), rng, h, w)
+    fill = texture(kind, hsv_colour(rng, COLOURS[colour], _OBJ_SAT, _OBJ_VAL), rng, h, w)
     image[y0:y0 + h, x0:x0 + w][mask] = fill[mask]
     ys, xs = np.nonzero(mask)
     box = np.array([x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1], dtype=np.float32)
-    _draw_lines(rng, image, int(rng.integers(0, 3)))
+    draw_lines(rng, image, int(rng.integers(0, 3)))
     image += rng.normal(0.0, 3.0, size=image.shape).astype(np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), box
 

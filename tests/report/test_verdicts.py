@@ -4,7 +4,14 @@ import math
 import pytest
 
 from harness.config.claims import Insensitive, Order, Ratio
-from harness.report.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED, interval, judge
+from harness.report.verdicts import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    REPRODUCED,
+    interval,
+    judge,
+)
 
 
 def test_interval_is_students_t():
