@@ -84,6 +84,7 @@ def train_rcnn(
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
     cache_root: str | Path | None = None,
+    log: Any = None,
 ) -> RCNNTrainResult:
     """Run the four stages on ``dataset`` (the training split with proposals attached).
 
@@ -94,7 +95,8 @@ def train_rcnn(
     r = cfg.rcnn
     if r.finetune:
         ft = train(model, dataset, cfg.train, device=device, seed=cfg.seed, workers=workers,
-                   checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg))
+                   checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg),
+                   log=log.stage("finetune") if log is not None else None)
     else:  # table 2's "no fine-tuning" rows: the network as initialised (or loaded with --weights)
         ft = TrainResult()
     result = RCNNTrainResult(**asdict(ft))
