@@ -47,9 +47,9 @@ figcaption { font-size: 14px; margin: 4px 0; }
 figcaption a { font-size: 12px; color: var(--accent); }
 .gallery-row { display:flex; flex-wrap:wrap; gap: 8px; align-items:flex-start; margin: 6px 0 12px; }
 .gallery-key { width: 100%; font-size: 13px; font-weight: 600; }
-figure.panel { margin: 0; }
-figure.panel img { display:block; border:1px solid var(--line); }
-figure.panel figcaption { font-size: 12px; color: var(--muted); max-width: 330px; }
+figure.panel { margin: 0; flex: 1 1 0; min-width: 200px; max-width: 322px; }
+figure.panel img { display:block; width: 100%; height: auto; border:1px solid var(--line); }
+figure.panel figcaption { font-size: 12px; color: var(--muted); }
 footer { color: var(--muted); font-size: 12px; padding: 24px; border-top: 1px solid var(--line);
   margin-top: 32px; }
 """
