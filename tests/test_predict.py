@@ -62,7 +62,7 @@ def test_predict_on_a_folder(faster_run, tmp_path):
     for d in detections:
         assert set(d) == {"file_name", "image_id", "category_id", "category_name", "bbox", "score"}
         assert d["category_name"] == classes[d["category_id"] - 1]
-        x, y, w, h = d["bbox"]
+        _, _, w, h = d["bbox"]
         assert w >= 0 and h >= 0 and 0 <= d["score"] <= 1
     assert {Path(d["file_name"]).name for d in detections} <= {"a.jpg", "b.jpg", "c.png"}
 

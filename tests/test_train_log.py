@@ -11,7 +11,12 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import ConfigError
-from harness.train.train_log import TRAIN_LOG_FILE, TrainLog, read_train_log, tensorboard_writer_class
+from harness.train.train_log import (
+    TRAIN_LOG_FILE,
+    TrainLog,
+    read_train_log,
+    tensorboard_writer_class,
+)
 
 runner = CliRunner()
 LOSSES = {"loss_cls": 1.0, "loss_box": 0.5}
@@ -113,7 +118,7 @@ def test_missing_tensorboard_is_a_clear_error_before_training(tmp_path, monkeypa
     real_import = builtins.__import__
 
     def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+        if name.startswith(("torch.utils.tensorboard", "tensorboard")):
             raise ImportError("No module named 'tensorboard'")
         return real_import(name, *args, **kwargs)
 

@@ -31,7 +31,13 @@ def predict_command(
     from harness.config import ConfigError
     from harness.data.errors import DatasetError
     from harness.run.checkpoint import CheckpointError
-    from harness.run.predict import check_threshold, collect_images, find_record, load_detector, predict_images
+    from harness.run.predict import (
+        check_threshold,
+        collect_images,
+        find_record,
+        load_detector,
+        predict_images,
+    )
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = out if out is not None else Path("predictions") / run_id

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.config import PROPOSAL_SOURCE, ConfigError, RunConfig, build_config, config_keys
+from harness.config import (
+    PROPOSAL_SOURCE,
+    ConfigError,
+    RunConfig,
+    build_config,
+    config_keys,
+)
 from harness.data.base import image_to_tensor, make_target
 from harness.data.errors import DatasetError
 from harness.data.imageio import read_rgb
@@ -111,7 +117,7 @@ def load_detector(record: dict[str, Any], results_dir: Path, device: str) -> tup
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - arbitrary bytes fail in many ways
             raise CheckpointError(f"{path} is unreadable ({type(err).__name__})") from None
     model = build_model(cfg, len(classes))
     try:

@@ -77,7 +77,7 @@ class TrainLog:
         self.writer = tensorboard_writer_class()(log_dir=str(tensorboard)) if tensorboard is not None else None
         self._mark_time, self._mark_images = time.perf_counter(), 0
 
-    def stage(self, name: str) -> "TrainLog":
+    def stage(self, name: str) -> TrainLog:
         """Start a stage of a multi-stage scheme: its steps continue the run's count (the first stage's
         loop counts from 0, or from the checkpoint's step when resumed)."""
         if self._stages:
