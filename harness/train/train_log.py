@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
+from harness.run.storage import storage_error
 
 TRAIN_LOG_FILE = "train_log.jsonl"
 TENSORBOARD_HINT = ("--tensorboard needs the optional tensorboard package: "
@@ -105,8 +106,11 @@ class TrainLog:
             "images_per_s": self._mark_images / seconds if seconds > 0 else None,
             "seconds": seconds,
         }
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        try:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+        except OSError as err:  # a full disk stops the run with the same one-line message as a checkpoint
+            raise storage_error(self.path, "training log", err) from None
         if self.writer is not None:
             self.writer.add_scalar("loss/total", entry["loss"], self.step)
             for key, value in losses.items():
