@@ -135,9 +135,9 @@ def rcnn_trainer(cfg: RunConfig, *, cache_root: str | Path | None = None) -> Cal
 
     def fit(model: RCNN, dataset: DetectionDataset, train_cfg: Any = None, *, device: torch.device, seed: int = 0,
             workers: int = 0, checkpoint_path: Path | None = None, progress: Progress | None = None,
-            resume: dict[str, Any] | None = None, run_config: Any = None) -> RCNNTrainResult:
+            resume: dict[str, Any] | None = None, run_config: Any = None, log: Any = None) -> RCNNTrainResult:
         return train_rcnn(model, dataset, cfg, device=device, workers=workers, checkpoint_path=checkpoint_path,
-                          progress=progress, resume=resume, cache_root=cache_root)
+                          progress=progress, resume=resume, cache_root=cache_root, log=log)
 
     return fit
 
