@@ -147,3 +147,12 @@ def test_tensorboard_scalars(tmp_path):
     assert [s.step for s in events.Scalars("loss/total")] == [1, 2, 3]
     log = read_train_log(tmp_path / run_dir.name / TRAIN_LOG_FILE)
     assert [s.value for s in events.Scalars("loss/total")] == pytest.approx([e["loss"] for e in log])
+
+
+def test_a_resumed_first_stage_counts_from_the_checkpoint(tmp_path):
+    """R-CNN's fine-tuning is its first (and only logged) stage: resumed, its loop counts on from the checkpoint."""
+    path = tmp_path / "log.jsonl"
+    _log(path, range(1, 6), every=1, per_epoch=5, log=TrainLog(path, 1).stage("finetune"))
+    log = TrainLog(path, 1, resume_step=5).stage("finetune")
+    log(6, LOSSES, lr=0.1, images=1, epoch=2)
+    assert [e["step"] for e in read_train_log(path)] == [1, 2, 3, 4, 5, 6]
