@@ -73,6 +73,10 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID",
                                          help="Continue run RUN_ID (a folder under --results) from its last "
                                               "checkpoint; give the same options as the first time (--epochs may differ)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR",
+                                               help="Also write the training log (losses, lr, images/s) as "
+                                                    "TensorBoard scalars to DIR/<run_id> (needs the optional "
+                                                    "extra: pip install 'rcnn-harness[tensorboard]')."),
 ) -> None:
     """Train and test one detector, print a summary and append a run record.
 
@@ -85,6 +89,7 @@ def run(
     from harness.run.runner import check_run, execute
     from harness.run.storage import StorageError
     from harness.train.engine import NonFiniteLossError
+    from harness.train.train_log import tensorboard_writer_class
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if weights is not None and not weights.is_file():
@@ -100,6 +105,8 @@ def run(
         data_layer.default_splits(cfg.data.dataset, **data_layer.dataset_options(cfg.data))  # bad specs fail here
         check_run(cfg, resuming=resume is not None)  # what this detector cannot do fails before any work
         resumed = prepare_resume(results, resume, to_dict(cfg)) if resume is not None else None
+        if tensorboard is not None:
+            tensorboard_writer_class()  # a missing package fails here, before any work
     except (ConfigError, data_layer.DatasetError, CheckpointError) as err:
         fail(str(err))
     if resumed is not None:
@@ -108,7 +115,7 @@ def run(
                   f"{cfg.train.epochs} epochs)", highlight=False)
     try:
         with progress_bars() as progress:
-            record = execute(cfg, results_dir=results, progress=progress, resume=resumed)
+            record = execute(cfg, results_dir=results, progress=progress, resume=resumed, tensorboard=tensorboard)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: recorded in {escape(str(results / 'runs.jsonl'))}")
         raise typer.Exit(130)

@@ -118,6 +118,7 @@ class TrainConfig:
     scheme: str = "joint"
     box_stage_epochs: int | None = None  # stagewise: epochs of the box-regressor stage (None: train.epochs)
     amp: bool = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
+    log_every: int = 10  # steps between entries of results/<run_id>/train_log.jsonl (and each epoch's end)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class TestConfig:
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
     amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
+    gallery_images: int = 8  # test images kept with their detections for the report's gallery (0: none)
+    gallery_seed: int = 0  # picks them by image key, the same images for every run of a dataset
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         "train.epochs": cfg.train.epochs >= 1,
         "train.images_per_batch": cfg.train.images_per_batch >= 1,
         "train.lr": cfg.train.lr > 0,
+        "train.log_every": cfg.train.log_every >= 1,
+        "test.gallery_images": 0 <= cfg.test.gallery_images <= 12,
         "data.min_size": 32 <= cfg.data.min_size <= cfg.data.max_size,
         "data.flip_prob": 0.0 <= cfg.data.flip_prob <= 1.0,
         "model.roi_positive_fraction": 0.0 < cfg.model.roi_positive_fraction <= 1.0,

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from harness.data.errors import DatasetError
 from harness.data.drawing import background, draw_lines, hsv_colour
+from harness.data.errors import DatasetError
 from harness.data.synthetic import clutter
 
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "diamond", "hexagon", "star", "cross", "ring")

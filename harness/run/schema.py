@@ -56,6 +56,8 @@ class RunRecord(Envelope, total=False):
     proposals: dict[str, Any]  # data-side proposal source and its precompute pass
     rcnn: dict[str, Any]  # R-CNN's stage details (SVMs, box regression, cache)
     checkpoint: str
+    train_log: dict[str, Any]  # file (train_log.jsonl in the run folder: losses, lr, images/s), every
+    gallery: dict[str, Any] | None  # file (gallery.json in the run folder), images, seed, bytes
     resumed_from_epoch: int | None
     distributed: dict[str, Any] | None  # world_size, backend (torchrun)
     preset: str  # reproduce: preset id, row label and scale

@@ -14,8 +14,8 @@ from harness.report import build_report
 from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
-SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Benchmarks", "Against the papers",
-            "Reproductions", "Ablations", "Provenance"]
+SECTIONS = ["Summary", "Speed", "Accuracy", "Detections", "Training", "Storage", "Benchmarks",
+            "Against the papers", "Reproductions", "Ablations", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
@@ -75,8 +75,8 @@ def test_escaping_and_self_contained(html_report):
     assert "url(" not in text
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', text)
     assert len(srcs) >= 6
-    for src in srcs:
-        assert src.startswith("data:image/png;base64,")
+    for src in srcs:  # plots are PNG, the gallery's pictures JPEG
+        assert src.startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
         png = base64.b64decode(src.split(",", 1)[1], validate=True)
         with Image.open(io.BytesIO(png)) as im:
             im.load()  # decodes the whole image
