@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.config import to_dict
+from harness.config import flatten_dict, to_dict
 from harness.config.presets import CPU_BASE, PRESETS, resolve
 
 runner = CliRunner()
@@ -15,16 +15,6 @@ def test_preset_ids_and_row_labels_are_unique():
     assert len(PRESETS) >= 10 and len({p.id for p in PRESETS}) == len(PRESETS)
     for p in PRESETS:  # a row's label names its runs in the records (tags.preset_row)
         assert len({r.label for r in p.rows}) == len(p.rows), p.id
-
-
-def _flat(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _declared(preset, row, scale):
@@ -43,9 +33,9 @@ def test_every_preset_row_resolves_to_its_own_config(preset, scale):
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert len(lines) == 2 * len(preset.rows)
-    assert [(line["row"], _flat(line["config"])["seed"]) for line in lines] == \
+    assert [(line["row"], flatten_dict(line["config"])["seed"]) for line in lines] == \
         [(row.label, seed) for row in preset.rows for seed in (0, 1)]
-    configs = {(line["row"], _flat(line["config"])["seed"]): _flat(line["config"]) for line in lines}
+    configs = {(line["row"], flatten_dict(line["config"])["seed"]): flatten_dict(line["config"]) for line in lines}
     varied = set().union(*(row.overrides for row in preset.rows),
                          *(row.paper_overrides for row in preset.rows if scale == "paper"))
     for row in preset.rows:
@@ -65,8 +55,8 @@ def test_every_preset_row_resolves_to_its_own_config(preset, scale):
                     assert differ <= varied, (a.label, b.label, differ - varied)
     # and the resolved points are the same the runner gets
     runs = resolve(preset, scale=scale, seeds=2)
-    assert [json.loads(json.dumps(_flat(to_dict(point.config)))) for _, point in runs] == \
-        [_flat(line["config"]) for line in lines]
+    assert [json.loads(json.dumps(flatten_dict(to_dict(point.config)))) for _, point in runs] == \
+        [flatten_dict(line["config"]) for line in lines]
     assert len({point.key for _, point in runs}) == len(runs)
 
 

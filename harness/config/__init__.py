@@ -316,6 +316,17 @@ def build_config(
     return validate(apply_overrides(cfg, overrides or {}))
 
 
+def flatten_dict(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``: a nested config dict under its dotted ``--set`` keys."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """JSON-ready nested dict (tuples become lists)."""
     return dataclasses.asdict(cfg)

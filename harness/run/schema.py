@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from harness.config import config_keys
+from harness.config import config_keys, flatten_dict
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "ok", "failed", "interrupted")
@@ -73,16 +73,6 @@ class BenchRecord(Envelope, total=False):
 RUN_KEYS = frozenset(RunRecord.__annotations__) | frozenset(Envelope.__annotations__)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def record_problems(record: dict[str, Any]) -> list[str]:
     """What in ``record`` the schema does not know: unknown top-level keys, unknown config keys, a bad status."""
     problems = [f"unknown record key {k!r}" for k in record if k not in RUN_KEYS]
@@ -91,5 +81,5 @@ def record_problems(record: dict[str, Any]) -> list[str]:
     if "status" in record and record["status"] not in STATUSES:
         problems.append(f"unknown status {record['status']!r}")
     known = set(config_keys())
-    problems += [f"unknown config key {k!r}" for k in _flat(record.get("config") or {}) if k not in known]
+    problems += [f"unknown config key {k!r}" for k in flatten_dict(record.get("config") or {}) if k not in known]
     return problems
