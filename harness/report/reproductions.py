@@ -81,7 +81,7 @@ def _our_table(name: str, t: PresetTable) -> Table:
         shown: dict[str, str] = {"Row": r.label + (" (matched by tag)" if r.by_tag else ""),
                                  "Detector": r.detector, "Runs": _state(r)}
         if not v["runs"]:
-            shown["VOC07 mAP50 (%)"] = _why_not(r)
+            shown["VOC07 mAP50 (%)"] = _why_not(r) if not r.runs.empty else DASH
         else:
             shown["VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07"], v["map50_voc07_std"], v["map50_voc07_n"])
         shown["area mAP50 (%)"] = fmt_pm(v["map50_area"], v["map50_area_std"], v["map50_area_n"])
