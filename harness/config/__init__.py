@@ -292,7 +292,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     bad = [k for k, ok in checks.items() if not ok] + validate_rcnn(cfg.rcnn)
     if bad:
         raise ConfigError(f"invalid value for {', '.join(bad)}")
+    from harness.config.capabilities import check_capabilities
+
+    # keys this detector cannot honour, set away from its default at either profile
+    check_capabilities(cfg, [detector_default(cfg.detector, p) for p in PROFILES])
     return cfg
+
+
+def detector_default(detector: str, profile: str) -> RunConfig:
+    """The config of ``detector`` at ``profile`` with no user override (not validated)."""
+    cfg = apply_overrides(RunConfig(detector=detector, profile=profile), DETECTOR_DEFAULTS.get(detector, {}))
+    return apply_overrides(cfg, PAPER_PROFILE) if profile == "paper" else cfg
 
 
 def _validate_proposals(p: ProposalConfig) -> None:
@@ -314,11 +324,7 @@ def build_config(
     *, detector: str = "faster", profile: str = "cpu", overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """Defaults, then the detector's defaults, then the profile, then user overrides (CLI options and ``--set``)."""
-    cfg = RunConfig(detector=detector, profile=profile)
-    cfg = apply_overrides(cfg, DETECTOR_DEFAULTS.get(detector, {}))
-    if profile == "paper":
-        cfg = apply_overrides(cfg, PAPER_PROFILE)
-    return validate(apply_overrides(cfg, overrides or {}))
+    return validate(apply_overrides(detector_default(detector, profile), overrides or {}))
 
 
 def flatten_dict(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import ConfigError, RunConfig, build_config, to_dict
+from harness.config.capabilities import rules_for
 from harness.config.sweep import SweepPoint, config_hash
 
 # The cpu scale: 120 train / 40 test synthetic images, 6 epochs (about a minute a
@@ -121,7 +122,7 @@ PRESETS: tuple[Preset, ...] = (
     Preset("faster-table3", FASTER, "Table 3", "Shared vs unshared convolutional features", (
         Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4,
             published={f"{FR} · unshared features": "unshared", f"{FR} · shared features": "main"}),
-    ), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
+    ), varies=("train.scheme",), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
     Preset("faster-table5", FASTER, "Table 5", "Timing including proposals", (
         Row("Fast R-CNN + selective search", "fast", published={
             "Fast R-CNN + selective search · total time incl. proposals (K40 GPU)": "main",
@@ -163,9 +164,14 @@ PRESETS: tuple[Preset, ...] = (
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)
             **({"rcnn.max_proposals_test": None} if det == "rcnn" else {})})
         for det in ("fast", "rcnn") for n in (100, 300, 1000, 2000)
-    ), varies=("detector", "proposals.max_proposals")),
+    ), varies=("detector", "proposals.max_proposals", "rcnn.max_proposals_test")),
 )
 BY_ID = {p.id: p for p in PRESETS}
+
+
+def cpu_base(detector: str) -> dict[str, Any]:
+    """:data:`CPU_BASE` less the keys ``detector`` refuses (the RPN detector has no proposals.max_proposals)."""
+    return {k: v for k, v in CPU_BASE.items() if not any(r.action == "refuse" for r in rules_for(detector, k))}
 
 
 def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any] | None = None) -> list[tuple[Row, SweepPoint]]:
@@ -175,7 +181,7 @@ def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any]
     out = []
     for row in preset.rows:
         for seed in range(seeds):
-            overrides = {**(CPU_BASE if scale == "cpu" else {}), **row.overrides,
+            overrides = {**(cpu_base(row.detector) if scale == "cpu" else {}), **row.overrides,
                          **(row.paper_overrides if scale == "paper" else {}), **(extra or {}), "seed": seed}
             cfg = build_config(detector=row.detector, profile=scale, overrides=overrides)
             out.append((row, SweepPoint(overrides, cfg)))

@@ -1,0 +1,111 @@
+"""What each detector does with each config key: honoured, ignored (harmless), or refused.
+
+One table, :data:`RULES`, for every key a detector (or a scheme) does not use.
+A ``refuse`` rule stops a config at validation time (a :class:`ConfigError`,
+exit 2, before any data or training) when the key is set away from that
+detector's default (for its profile): a user who sets it would believe it
+changed the run. An ``ignore`` rule documents a key the detector does not read
+but whose value cannot mislead (a cache folder, a selective-search setting on
+the RPN detector...). Every key not named here is honoured by every detector.
+The detector × option matrix test (tests/test_capabilities.py) checks each
+rule, and the preset config-diff test (tests/test_presets.py) exempts the
+keys a detector does not read from "rows differ only in the method".
+
+Test passes that a detector cannot run (``test.svd`` on R-CNN) are refused by
+the pass's own check (:mod:`harness.evaluation.passes`); pairs of detector and
+scheme by the fit table (:mod:`harness.train.schemes`); both are listed here
+for the matrix as ``elsewhere``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ALL = ("faster", "fast", "rcnn")
+
+
+@dataclass(frozen=True)
+class Rule:
+    keys: tuple[str, ...]  # dotted keys, or "prefix.*" for every key under a prefix
+    detectors: tuple[str, ...]
+    action: str  # "refuse" | "ignore" | "elsewhere" (refused by a test pass's or the fit table's own check)
+    reason: str
+    applies: Callable[[Any], bool] = lambda cfg: True  # e.g. only for some schemes
+
+    def covers(self, key: str) -> bool:
+        return any(key == k or (k.endswith(".*") and key.startswith(k[:-1])) for k in self.keys)
+
+
+_RPN = ("model.anchor_sizes", "model.anchor_ratios", "model.rpn_*")
+_ROI = ("model.roi_batch_size", "model.roi_positive_fraction", "model.roi_fg_iou", "model.roi_bg_iou_high",
+        "model.roi_bg_iou_low", "model.pooler", "model.box_weight")
+_SS = ("proposals.mode", "proposals.image_min_size", "proposals.image_max_size", "proposals.box_min_size",
+       "proposals.cache_dir", "proposals.workers", "proposals.test_timing")
+
+RULES: tuple[Rule, ...] = (
+    Rule(_RPN, ("fast", "rcnn"), "refuse",
+         "anchors and model.rpn_* configure Faster R-CNN's RPN; this detector takes its proposals from "
+         "proposals.* (selective search or a file)"),
+    Rule(("proposals.source", "proposals.file", "proposals.max_proposals"), ("faster",), "refuse",
+         "Faster R-CNN's proposals come from its RPN: set model.rpn_post_nms_top_n_test (and _train) for their "
+         "number; proposals.* feed Fast R-CNN and R-CNN"),
+    Rule(_SS, ("faster",), "ignore", "selective-search settings and caches; the RPN does not read them (the paper "
+         "profile sets some for every detector)"),
+    Rule(("rcnn.*",), ("faster", "fast"), "refuse", "rcnn.* configure R-CNN (--detector rcnn) only"),
+    Rule(_ROI, ("rcnn",), "refuse",
+         "RoI sampling, pooling and the multi-task loss weight are Fast / Faster R-CNN's; R-CNN fine-tunes on "
+         "rcnn.finetune_batch warped regions (rcnn.finetune_fg_fraction, rcnn.fg_iou) and regresses boxes "
+         "with rcnn.bbox_reg"),
+    Rule(("model.cls_only",), ("rcnn",), "refuse",
+         "R-CNN has no multi-task head: rcnn.bbox_reg=false drops its box regression"),
+    Rule(("model.score_thresh",), ("rcnn",), "ignore",
+         "read only with rcnn.classifier=softmax (SVM scores use rcnn.svm_score_thresh)"),
+    Rule(("train.box_stage_epochs",), ALL, "refuse",
+         "the box-regression stage of train.scheme=stagewise only", lambda cfg: cfg.train.scheme != "stagewise"),
+    Rule(("test.svd_ranks",), ALL, "refuse", "ranks of the test.svd pass: set test.svd=true",
+         lambda cfg: not cfg.test.svd),
+    Rule(("train.amp", "test.amp"), ("rcnn",), "elsewhere", "refused by validate(): R-CNN runs in float32"),
+    Rule(("test.svd",), ("rcnn",), "elsewhere", "refused by the svd test pass's check: R-CNN has no RoI head"),
+    Rule(("train.scheme",), ALL, "elsewhere", "a (detector, scheme) pair without a fit function is refused by "
+         "the fit table (harness.train.schemes)"),
+)
+
+
+def _flat(cfg: Any) -> dict[str, Any]:
+    from harness.config import flatten_dict
+
+    return flatten_dict(dataclasses.asdict(cfg))
+
+
+def rules_for(detector: str, key: str, cfg: Any = None) -> list[Rule]:
+    return [r for r in RULES if detector in r.detectors and r.covers(key) and (cfg is None or r.applies(cfg))]
+
+
+def unused_keys(cfg: Any) -> dict[str, str]:
+    """Keys ``cfg``'s detector does not read in this config (refused when set, or ignored), with the reason."""
+    out = {}
+    for key in _flat(cfg):
+        for r in rules_for(cfg.detector, key, cfg):
+            if r.action in ("refuse", "ignore"):
+                out[key] = r.reason
+    return out
+
+
+def check_capabilities(cfg: Any, defaults: list[Any]) -> None:
+    """Raise :class:`ConfigError` for every key ``cfg`` sets away from all of ``defaults`` (the detector's default
+    at each profile) that a ``refuse`` rule names for its detector."""
+    from harness.config import ConfigError
+
+    ours, bases = _flat(cfg), [_flat(d) for d in defaults]
+    bad: dict[str, list[str]] = {}
+    for key, value in ours.items():
+        if any(value == base.get(key) for base in bases):
+            continue
+        for r in rules_for(cfg.detector, key, cfg):
+            if r.action == "refuse":
+                bad.setdefault(r.reason, []).append(f"{key}={value}")
+    if bad:
+        parts = [f"{', '.join(keys)}: {reason}" for reason, keys in bad.items()]
+        raise ConfigError(f"--detector {cfg.detector} cannot honour " + "; ".join(parts))
