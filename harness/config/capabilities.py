@@ -28,14 +28,14 @@ ALL = ("faster", "fast", "rcnn")
 
 @dataclass(frozen=True)
 class Rule:
-    keys: tuple[str, ...]  # dotted keys, or "prefix.*" for every key under a prefix
+    keys: tuple[str, ...]  # dotted keys, or "prefix*" for every key that starts with the prefix
     detectors: tuple[str, ...]
     action: str  # "refuse" | "ignore" | "elsewhere" (refused by a test pass's or the fit table's own check)
     reason: str
     applies: Callable[[Any], bool] = lambda cfg: True  # e.g. only for some schemes
 
     def covers(self, key: str) -> bool:
-        return any(key == k or (k.endswith(".*") and key.startswith(k[:-1])) for k in self.keys)
+        return any(key == k or (k.endswith("*") and key.startswith(k[:-1])) for k in self.keys)
 
 
 _RPN = ("model.anchor_sizes", "model.anchor_ratios", "model.rpn_*")
