@@ -73,10 +73,16 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _flat(cfg: Any) -> dict[str, Any]:
-    from harness.config import flatten_dict
-
-    return flatten_dict(dataclasses.asdict(cfg))
+def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """A config dataclass as ``{dotted key: value}`` (no import of harness.config: it imports this module)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_flat(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
 
 
 def rules_for(detector: str, key: str, cfg: Any = None) -> list[Rule]:
@@ -93,11 +99,9 @@ def unused_keys(cfg: Any) -> dict[str, str]:
     return out
 
 
-def check_capabilities(cfg: Any, defaults: list[Any]) -> None:
-    """Raise :class:`ConfigError` for every key ``cfg`` sets away from all of ``defaults`` (the detector's default
-    at each profile) that a ``refuse`` rule names for its detector."""
-    from harness.config import ConfigError
-
+def refusal(cfg: Any, defaults: list[Any]) -> str | None:
+    """Why ``cfg`` is refused (validate() raises it as a ConfigError), or None: every key it sets away from all of
+    ``defaults`` (the detector's default at each profile) that a ``refuse`` rule names for its detector."""
     ours, bases = _flat(cfg), [_flat(d) for d in defaults]
     bad: dict[str, list[str]] = {}
     for key, value in ours.items():
@@ -106,6 +110,7 @@ def check_capabilities(cfg: Any, defaults: list[Any]) -> None:
         for r in rules_for(cfg.detector, key, cfg):
             if r.action == "refuse":
                 bad.setdefault(r.reason, []).append(f"{key}={value}")
-    if bad:
-        parts = [f"{', '.join(keys)}: {reason}" for reason, keys in bad.items()]
-        raise ConfigError(f"--detector {cfg.detector} cannot honour " + "; ".join(parts))
+    if not bad:
+        return None
+    parts = [f"{', '.join(keys)}: {reason}" for reason, keys in bad.items()]
+    return f"--detector {cfg.detector} cannot honour " + "; ".join(parts)
