@@ -102,3 +102,21 @@ def test_reproduce_list_and_dry_run():
     assert len(rows) == 8
     assert sorted({r["config"]["model"]["rpn_box_weight"] for r in rows}) == [0.01, 0.1, 1.0, 10.0]
     assert runner.invoke(app, ["reproduce", "no-such-table"]).exit_code == 2
+
+
+def test_every_published_row_a_preset_row_names_exists():
+    """Row.published keys are "method · setting" of published.csv rows of the preset's table; a typo would
+    leave "Against the papers" pairing nothing."""
+    from harness.report.published import load_published
+
+    pub = load_published()
+    keys = {(r["paper"], r["table"], " · ".join(x for x in (r["method"], r["setting"]) if x))
+            for _, r in pub.iterrows()}
+    named = 0
+    for p in PRESETS:
+        for row in p.rows:
+            for key, which in row.published.items():
+                assert (p.paper, p.table, key) in keys, (p.id, row.label, key)
+                assert which in ("main", "unshared", "svd"), (p.id, row.label, which)
+                named += 1
+    assert named >= 25
