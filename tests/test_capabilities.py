@@ -74,8 +74,11 @@ def test_every_option_is_honoured_or_refused(detector, key, overrides):
     from harness.config import ConfigError
     from harness.config.capabilities import rules_for
 
+    from harness.config.capabilities import check_capabilities
+
     try:
         cfg = build_config(detector=detector, overrides=overrides)
+        check_capabilities(cfg)
     except ConfigError as err:
         assert key in str(err), (detector, key, str(err))  # the message names the key
         base = build_config(detector=detector)
@@ -99,10 +102,9 @@ def test_every_option_is_honoured_or_refused(detector, key, overrides):
     ("fast", "train.box_stage_epochs=2", "stagewise"),
     ("faster", "test.svd_ranks=8,4", "test.svd=true"),
 ])
-def test_misleading_options_exit_2_before_any_work(tmp_path, detector, setting, message):
-    from conftest import TINY_RUN_ARGS  # were it accepted, a tiny run: the test fails in seconds
-
-    args = ["run", "--detector", detector, "--results", str(tmp_path), *TINY_RUN_ARGS, "--set", setting]
+def test_misleading_options_exit_2_before_any_work(tmp_path, tiny_run_args, detector, setting, message):
+    # were it accepted, a tiny run: the test fails in seconds
+    args = ["run", "--detector", detector, "--results", str(tmp_path), *tiny_run_args, "--set", setting]
     result = runner.invoke(app, args + (["--set", "proposals.file=p.json"] if "source=file" in setting else []))
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and message in result.output and setting.split("=")[0] in result.output
@@ -111,6 +113,9 @@ def test_misleading_options_exit_2_before_any_work(tmp_path, detector, setting, 
 
 def test_harmless_unread_options_and_profile_defaults_are_accepted():
     """Ignored keys (selective-search settings on the RPN detector) and any profile's defaults pass."""
-    build_config(detector="faster", overrides={"proposals.mode": "quality", "proposals.cache_dir": "/tmp/x"})
+    from harness.config.capabilities import check_capabilities
+
+    check_capabilities(build_config(detector="faster", overrides={"proposals.mode": "quality",
+                                                                  "proposals.cache_dir": "/tmp/x"}))
     for det in DETECTORS:
-        build_config(detector=det, profile="paper")
+        check_capabilities(build_config(detector=det, profile="paper"))

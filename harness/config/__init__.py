@@ -18,7 +18,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config.capabilities import refusal
 from harness.config.rcnn import (
     RCNN_PAPER,
     RCNN_TRAIN_DEFAULTS,
@@ -293,10 +292,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     bad = [k for k, ok in checks.items() if not ok] + validate_rcnn(cfg.rcnn)
     if bad:
         raise ConfigError(f"invalid value for {', '.join(bad)}")
-    # keys this detector cannot honour, set away from its default at either profile
-    refused = refusal(cfg, [detector_default(cfg.detector, p) for p in PROFILES])
-    if refused:
-        raise ConfigError(refused)
     return cfg
 
 

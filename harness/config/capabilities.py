@@ -1,9 +1,10 @@
 """What each detector does with each config key: honoured, ignored (harmless), or refused.
 
 One table, :data:`RULES`, for every key a detector (or a scheme) does not use.
-A ``refuse`` rule stops a config at validation time (a :class:`ConfigError`,
-exit 2, before any data or training) when the key is set away from that
-detector's default (for its profile): a user who sets it would believe it
+A ``refuse`` rule stops a run (:func:`check_capabilities`, called by the
+runner's ``check_run`` and before any data or training, by sweeps and presets
+when they resolve their configs: a :class:`ConfigError`, exit 2) when the key
+is set away from that detector's default (at either profile): a user who sets it would believe it
 changed the run. An ``ignore`` rule documents a key the detector does not read
 but whose value cannot mislead (a cache folder, a selective-search setting on
 the RPN detector...). Every key not named here is honoured by every detector.
@@ -114,3 +115,12 @@ def refusal(cfg: Any, defaults: list[Any]) -> str | None:
         return None
     parts = [f"{', '.join(keys)}: {reason}" for reason, keys in bad.items()]
     return f"--detector {cfg.detector} cannot honour " + "; ".join(parts)
+
+
+def check_capabilities(cfg: Any) -> None:
+    """Raise :class:`ConfigError` when ``cfg`` sets a key its detector cannot honour (:func:`refusal`)."""
+    from harness.config import PROFILES, ConfigError, detector_default
+
+    refused = refusal(cfg, [detector_default(cfg.detector, p) for p in PROFILES])
+    if refused:
+        raise ConfigError(refused)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import ConfigError, RunConfig, build_config, to_dict
-from harness.config.capabilities import rules_for
+from harness.config.capabilities import check_capabilities, rules_for
 from harness.config.sweep import SweepPoint, config_hash
 
 # The cpu scale: 120 train / 40 test synthetic images, 6 epochs (about a minute a
@@ -184,6 +184,7 @@ def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any]
             overrides = {**(cpu_base(row.detector) if scale == "cpu" else {}), **row.overrides,
                          **(row.paper_overrides if scale == "paper" else {}), **(extra or {}), "seed": seed}
             cfg = build_config(detector=row.detector, profile=scale, overrides=overrides)
+            check_capabilities(cfg)
             out.append((row, SweepPoint(overrides, cfg)))
     return out
 
