@@ -15,7 +15,6 @@ downloaded: random init, or a local state-dict file.
 """
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 from torchvision import models
 from torchvision.ops import FrozenBatchNorm2d
+
+from detectors.weights import WeightsReport, load_backbone_weights, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,19 +51,21 @@ class BackboneParts:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     stride: int = 16
+    weights_report: WeightsReport | None = None  # what loading a weights file did (None: random init)
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, stride: int = 1, norm: type[nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm(cout), nn.ReLU(inplace=True))
 
 
-def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _tiny(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     """Four stride-2 stages (32-64-128-160 channels) and a 256-d two-layer FC head."""
+    n = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     stages = [
-        _conv_bn(3, 32, 2),
-        nn.Sequential(_conv_bn(32, 64, 2), _conv_bn(64, 64)),
-        nn.Sequential(_conv_bn(64, 128, 2), _conv_bn(128, 128)),
-        nn.Sequential(_conv_bn(128, 160, 2), _conv_bn(160, 160)),
+        _conv_bn(3, 32, 2, n),
+        nn.Sequential(_conv_bn(32, 64, 2, n), _conv_bn(64, 64, norm=n)),
+        nn.Sequential(_conv_bn(64, 128, 2, n), _conv_bn(128, 128, norm=n)),
+        nn.Sequential(_conv_bn(128, 160, 2, n), _conv_bn(160, 160, norm=n)),
     ]
     body = nn.Sequential(*stages)
     head = nn.Sequential(
@@ -72,10 +75,8 @@ def _tiny(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return root, BackboneParts(body, 160, head, 256, 7, stages)
 
 
-def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
-    # pretrained BN statistics are frozen (detectron2 / torchvision do the same);
-    # from random init BN must learn, so it stays trainable.
-    norm = FrozenBatchNorm2d if weights_given else nn.BatchNorm2d
+def _resnet(name: str, frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     net = getattr(models, name)(weights=None, norm_layer=norm)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     stages = [stem, net.layer1, net.layer2, net.layer3]
@@ -85,7 +86,7 @@ def _resnet(name: str, weights_given: bool) -> tuple[nn.Module, BackboneParts]:
     return net, BackboneParts(body, channels, head, rep, 14, stages)
 
 
-def _vgg16(weights_given: bool) -> tuple[nn.Module, BackboneParts]:
+def _vgg16(frozen_bn: bool) -> tuple[nn.Module, BackboneParts]:
     net = models.vgg16(weights=None)
     feats = list(net.features.children())[:30]  # up to relu5_3: the last max-pool is dropped
     # conv blocks end at each max-pool: conv1, conv2, conv3, conv4, conv5
@@ -104,22 +105,33 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, BackboneParts]]] = {
 }
 
 
-def build_backbone(name: str, *, weights: str | Path | None = None, freeze_stages: int = 0) -> BackboneParts:
+def build_backbone(
+    name: str, *, weights: str | Path | None = None, freeze_stages: int = 0, frozen_bn: bool | None = None,
+    weights_partial: bool = False,
+) -> BackboneParts:
     """Build a registered backbone.
 
     Args:
         name: one of :data:`BACKBONES`.
-        weights: local state-dict file of the full torchvision classifier (e.g. an
-            ImageNet ``resnet50`` checkpoint) or, for ``tiny``, of ``{body, box_head}``;
-            loaded with ``weights_only=True``.
+        weights: local state-dict file: the full torchvision classifier (e.g. an ImageNet
+            ``resnet50`` checkpoint) or the backbone's own ``{body, box_head}`` names; loaded with
+            ``weights_only=True``. Every body and head tensor must load (see :mod:`detectors.weights`);
+            ``parts.weights_report`` says what did.
         freeze_stages: how many early body stages get ``requires_grad = False``
             (Fast R-CNN fine-tunes VGG16 from conv3_1: 2).
+        weights_partial: load what fits of a file that leaves backbone tensors unloaded, instead of
+            refusing it (recorded as partial).
+        frozen_bn: BatchNorm layers as ``FrozenBatchNorm2d`` (fixed statistics and affine, as
+            detectron2 / torchvision fine-tune pre-trained backbones). None (default): frozen when
+            ``weights`` are given; from random init BN must learn, so it stays trainable.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-    root, parts = BACKBONES[name](weights is not None)
+    root, parts = BACKBONES[name](weights is not None if frozen_bn is None else frozen_bn)
     if weights is not None:
-        load_state_dict_file(root, weights)
+        parts.weights_report = load_backbone_weights(
+            root, {"body": parts.body, "box_head": parts.box_head}, weights, backbone=name,
+            registry=BACKBONES, partial=weights_partial)
     if not 0 <= freeze_stages <= len(parts.stages):
         raise ValueError(f"freeze_stages must be in 0..{len(parts.stages)} for {name}, got {freeze_stages}")
     for stage in parts.stages[:freeze_stages]:
@@ -149,28 +161,15 @@ def freeze_mode(stage: nn.Module) -> None:
 
 
 def load_state_dict_file(module: nn.Module, path: str | Path) -> None:
-    """Load a local state dict (never a pickle of code: ``weights_only=True``).
+    """Load a local state dict into any module, keeping the tensors whose name and shape match.
 
-    Keys that do not belong to the module (e.g. an ImageNet classifier's last layer)
-    are ignored; a file that matches none of the module's keys is an error.
+    Never a pickle of code (``weights_only=True``). A file that matches none of the module's keys is
+    an error. Backbones go through :func:`detectors.weights.load_backbone_weights`, which also refuses
+    a file that leaves tensors unloaded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"refusing to load {path}: it holds pickled Python objects, not just tensors "
-                         "(loaded with weights_only=True, so it cannot run code)") from None
-    except Exception as err:  # arbitrary bytes fail in many ways (RuntimeError, EOFError, KeyError, ...)
-        raise ValueError(f"weights file {path} is unreadable (not a torch file, or truncated: "
-                         f"{type(err).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    state = read_state_dict(path)
     own = module.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and torch.is_tensor(v) and own[k].shape == v.shape}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise ValueError(f"{path}: no tensor matches the backbone's parameters (wrong architecture?)")
+        raise ValueError(f"{path}: no tensor matches the module's parameters (wrong architecture?)")
     module.load_state_dict(usable, strict=False)

@@ -1,4 +1,9 @@
 """Shared test helpers: the tiny run configuration and the overfit loop."""
+import json
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
 
@@ -10,7 +15,21 @@ TINY_RUN_ARGS = (
     "--set", "data.min_size=96",
     "--set", "data.max_size=128",
     "--set", "test.warmup_images=1",
+    "--set", "model.init=random",  # the built-in pre-training is tested on its own (tests/test_pretrain.py)
 )
+
+
+# A run that leaves model.init at auto (in this process or a subprocess, which inherits the environment)
+# gets a seconds-long default pre-training, cached once per session, instead of the real one (minutes).
+TINY_PRETRAIN = {"train_images": 32, "test_images": 8, "batch_size": 16, "epochs": 1}
+os.environ["HARNESS_PRETRAIN_OVERRIDES"] = json.dumps(TINY_PRETRAIN)
+os.environ["HARNESS_PRETRAIN_CACHE"] = _PRETRAIN_CACHE = tempfile.mkdtemp(prefix="harness-test-pretrained-")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_pretrain_cache():
+    yield
+    shutil.rmtree(_PRETRAIN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import numpy as np
 
 # A run small enough for tests: 6 synthetic training images (3 steps per epoch), 1 test image.
 TINY_RUN = [
+    "--set", "model.init=random",
     "--set", "data.synthetic.train_images=6",
     "--set", "data.synthetic.test_images=1",
     "--set", "data.min_size=64",

@@ -14,12 +14,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from dirty_data import (
-    add_voc_image, coco_json, exif_rotated_jpeg, image, jpeg_bytes, voc_run, voc_xml, write_voc, write_yolo,
+    add_voc_image,
+    coco_json,
+    exif_rotated_jpeg,
+    image,
+    jpeg_bytes,
+    voc_run,
+    voc_xml,
+    write_voc,
+    write_yolo,
     yolo_line,
 )
+from typer.testing import CliRunner
+
 from harness.cli import app
 from harness.config import TrainConfig
 from harness.data import DatasetError, VOCDataset, build_dataset

@@ -68,6 +68,7 @@ NEW_VALUE = {
     "proposals.cache_dir": "elsewhere/proposals", "proposals.test_timing": "cache",
     "rcnn.feature_layer": "pool5", "rcnn.cache_dtype": "float16", "rcnn.cache_dir": "elsewhere/features",
     "rcnn.classifier": "softmax", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
+    "model.init": "pretrained-body", "model.frozen_bn": "true",
 }
 # keys another key's new value needs (proposals.source=file needs a file)
 COMPANION = {"proposals.source": {"proposals.file": "proposals.json"},
@@ -121,7 +122,7 @@ def _new_text(key, tp, default) -> str:
 
 def _expected(tp, text):
     """What ``--set KEY=TEXT`` must put in the config, parsed here independently of the config's converter."""
-    if tp is bool:
+    if tp in (bool, bool | None):
         return {"true": True, "false": False}[text]
     if tp in (tuple[int, ...], tuple[float, ...], tuple[str, ...]):
         item = {tuple[int, ...]: int, tuple[float, ...]: float, tuple[str, ...]: str}[tp]

@@ -12,7 +12,11 @@ import torch
 from pycocotools.cocoeval import COCOeval
 
 from harness.data.base import BACKGROUND, make_target
-from harness.evaluation.coco import coco_ground_truth, to_coco_results, write_coco_results
+from harness.evaluation.coco import (
+    coco_ground_truth,
+    to_coco_results,
+    write_coco_results,
+)
 from harness.evaluation.detection import evaluate_detections
 from harness.evaluation.voc import voc_ap, voc_eval_class
 

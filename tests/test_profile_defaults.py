@@ -14,8 +14,8 @@ import harness.bench.proposals
 import harness.bench.rcnn
 import harness.bench.scaling
 import harness.cli.proposals
-import harness.config.sweep
 import harness.run.runner
+import harness.run.sweep
 from harness.cli import app
 
 runner = CliRunner()
@@ -51,7 +51,7 @@ def capture(monkeypatch):
     (["run"], harness.run.runner, "execute", lambda cfg, **kw: cfg),
     (["run", "--detector", "fast"], harness.run.runner, "execute", lambda cfg, **kw: cfg),
     (["run", "--detector", "rcnn"], harness.run.runner, "execute", lambda cfg, **kw: cfg),
-    (["sweep", "--grid", "train.epochs=1"], harness.config.sweep, "run_sweep", lambda points, **kw: points[0].config),
+    (["sweep", "--grid", "train.epochs=1"], harness.run.sweep, "run_sweep", lambda points, **kw: points[0].config),
     (["bench"], harness.bench.faster, "run_bench", lambda cfg, **kw: cfg),
     (["bench-rcnn"], harness.bench.rcnn, "run_rcnn_bench", lambda cfg, **kw: cfg),
     (["bench-scaling"], harness.bench.scaling, "run_scaling_bench", lambda cfg, **kw: cfg),

@@ -96,6 +96,22 @@ def test_disk_full_during_record_append_leaves_runs_jsonl_intact(tmp_path: Path,
     assert [r["run_id"] for r in read_records(path)] == ["a", "c"]
 
 
+def test_a_full_disk_while_logging_stops_the_run_with_a_clear_error(tmp_path: Path, monkeypatch):
+    from harness.train import train_log
+
+    def no_space(self, *args, **kwargs):
+        if self.name == train_log.TRAIN_LOG_FILE and args and args[0] == "a":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(self, *args, **kwargs)
+
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", no_space)
+    result = CliRunner().invoke(app, ["run", "--results", str(tmp_path), *TINY_RUN, "--epochs", "1"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "cannot write training log" in text and "No space left on device" in text and "Traceback" not in text
+
+
 def test_cli_run_with_a_full_disk_says_so_and_exits_1(tmp_path: Path, monkeypatch):
     def no_space(obj, f):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -108,4 +124,5 @@ def test_cli_run_with_a_full_disk_says_so_and_exits_1(tmp_path: Path, monkeypatc
     (record,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert record["status"] == "failed" and "No space left on device" in record["reason"]
     run_dir = tmp_path / record["run_id"]
-    assert not run_dir.exists() or list(run_dir.iterdir()) == []  # no checkpoint, no temp file
+    # no checkpoint, no temp file: only the training log of the steps before the failed checkpoint
+    assert not run_dir.exists() or [p.name for p in run_dir.iterdir()] == ["train_log.jsonl"]

@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import ConfigError
-from harness.config.sweep import config_hash, expand, parse_grid, run_sweep
+from harness.config.sweep import config_hash, expand, parse_grid
+from harness.run.sweep import run_sweep
 
 TINY = ["--set", "data.synthetic.train_images=2", "--set", "data.synthetic.test_images=1",
         "--set", "data.min_size=64", "--set", "data.max_size=96", "--set", "train.epochs=1",

@@ -68,7 +68,8 @@ class TorchvisionAdapter(nn.Module):
 def torchvision_twin(cfg: RunConfig, num_classes: int, image_size: tuple[int, int]) -> TorchvisionAdapter:
     """``torchvision.models.detection.FasterRCNN`` with our backbone and our settings."""
     m = cfg.model
-    parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages)
+    parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages,
+                           weights_partial=m.weights_partial)
     pooled = m.pooled_size or parts.pooled_size
     model = FasterRCNN(
         _Body(parts.body, parts.out_channels),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from harness.cli import bench, experiments, proposals, report, run
+from harness.cli import bench, experiments, predict, pretrain, proposals, report, run
 
 app = typer.Typer(
     help="Benchmark and ablation harness for R-CNN, Fast R-CNN and Faster R-CNN "
@@ -20,6 +20,8 @@ app.command("sweep")(experiments.sweep)
 app.command("reproduce")(experiments.reproduce)
 app.command("report", help="Write the HTML (or Markdown) report of every recorded run.")(report.report_command)
 app.command("proposals")(proposals.proposals_command)
+app.command("pretrain")(pretrain.pretrain_command)
+app.command("predict")(predict.predict_command)
 app.command("bench")(bench.bench)
 app.command("bench-rcnn")(bench.bench_rcnn)
 app.command("bench-scaling")(bench.bench_scaling)

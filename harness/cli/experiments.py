@@ -23,8 +23,9 @@ def sweep(
 ) -> None:
     """Run a grid of configs x seeds; resumable: points with an ok record are skipped."""
     from harness.config import ConfigError, parse_set_options
-    from harness.config.sweep import expand, finished_keys, parse_grid, run_sweep
+    from harness.config.sweep import expand, parse_grid
     from harness.run.runner import execute
+    from harness.run.sweep import finished_keys, run_sweep
 
     try:
         points = expand(detector.value, parse_grid(grid), seeds=seeds, base=parse_set_options(set_),
@@ -38,9 +39,9 @@ def sweep(
             typer.echo(f"{state}  {point.key}  " + " ".join(f"{k}={v}" for k, v in point.overrides.items()))
         return
 
-    def run_one(cfg):
+    def run_one(cfg, resume=None):
         with progress_bars() as progress:
-            return execute(cfg, results_dir=results, progress=progress)
+            return execute(cfg, results_dir=results, progress=progress, resume=resume)
 
     try:
         counts = run_sweep(points, results_dir=results, execute=run_one,
@@ -68,7 +69,7 @@ def reproduce(
     """Reproduce a paper's table (or an ablation) as a set of recorded runs; resumable."""
     from harness.config import ConfigError, parse_set_options, to_dict
     from harness.config.presets import BY_ID, PAPER_NEEDS, PRESETS, check_extra, resolve
-    from harness.config.sweep import SweepPoint, run_sweep
+    from harness.config.sweep import SweepPoint
     from harness.run.device import resolve_device
     from harness.run.results import (
         append_record,
@@ -78,6 +79,7 @@ def reproduce(
         now_iso,
     )
     from harness.run.runner import execute
+    from harness.run.sweep import run_sweep
 
     if list_ or table is None:
         t = Table(title="presets (harness reproduce ID)")
@@ -119,12 +121,12 @@ def reproduce(
         return
     labels = {point.key: row.label for row, point in runs}
 
-    def run_one(cfg):
+    def run_one(cfg, resume=None):
         with progress_bars() as progress:
             # the tag names the preset that ran it; the report matches the run to every preset row by config
             tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value,
                     "preset_overrides": extra}
-            return execute(cfg, results_dir=results, progress=progress, tags=tags)
+            return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
     started, clock = now_iso(), time.perf_counter()
     try:

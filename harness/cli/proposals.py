@@ -55,7 +55,8 @@ def proposal_setup(
 
 
 def proposals_command(
-    dataset: str = typer.Option("synthetic", help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
+    dataset: str = typer.Option("synthetic", help="synthetic | synthetic-hard | voc:DIR | "
+                                                  "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split to cover (repeatable); default: the run's train and test splits."),
     workers: Optional[int] = typer.Option(None, min=0, help="Worker processes (default: one per usable core; 0: in this process, no pool)."),
     mode: Mode = typer.Option(Mode.fast, help="Selective search mode: fast (the papers') or quality."),

@@ -19,6 +19,7 @@ from harness.cli.ui import (
     out,
     progress_bars,
 )
+from harness.run.init_record import init_label
 
 
 def summary(record: dict) -> Table:
@@ -28,7 +29,7 @@ def summary(record: dict) -> Table:
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [
-        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {record['init']}"),
+        ("detector / backbone / init", f"{record['detector']} / {record['backbone']} / {init_label(record['init'])}"),
         ("dataset", record["dataset"]),
         ("device", f"{record['device']['type']}: {record['device']['name']} ({record['device']['threads']} threads)"),
         ("VOC mAP50 (07 11-point)", fmt(m.get("map50_voc07"))),
@@ -55,7 +56,7 @@ def given(**options: object) -> dict[str, object]:
 
 def run(
     detector: Detector = typer.Option("faster", help="Which detector: faster (RPN), fast (selective search), rcnn."),
-    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | voc:DIR | "
+    dataset: Optional[str] = typer.Option(None, help="synthetic (default) | synthetic-hard | voc:DIR | "
                                                      "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     backbone: Optional[str] = typer.Option(None, help="tiny | resnet18 | resnet50 | vgg16 (default: the profile's: "
                                                       "tiny for cpu, vgg16 for paper)."),
@@ -72,6 +73,10 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", metavar="RUN_ID",
                                          help="Continue run RUN_ID (a folder under --results) from its last "
                                               "checkpoint; give the same options as the first time (--epochs may differ)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR",
+                                               help="Also write the training log (losses, lr, images/s) as "
+                                                    "TensorBoard scalars to DIR/<run_id> (needs the optional "
+                                                    "extra: pip install 'rcnn-harness[tensorboard]')."),
 ) -> None:
     """Train and test one detector, print a summary and append a run record.
 
@@ -84,6 +89,7 @@ def run(
     from harness.run.runner import check_run, execute
     from harness.run.storage import StorageError
     from harness.train.engine import NonFiniteLossError
+    from harness.train.train_log import tensorboard_writer_class
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if weights is not None and not weights.is_file():
@@ -99,6 +105,8 @@ def run(
         data_layer.default_splits(cfg.data.dataset, **data_layer.dataset_options(cfg.data))  # bad specs fail here
         check_run(cfg, resuming=resume is not None)  # what this detector cannot do fails before any work
         resumed = prepare_resume(results, resume, to_dict(cfg)) if resume is not None else None
+        if tensorboard is not None:
+            tensorboard_writer_class()  # a missing package fails here, before any work
     except (ConfigError, data_layer.DatasetError, CheckpointError) as err:
         fail(str(err))
     if resumed is not None:
@@ -107,7 +115,7 @@ def run(
                   f"{cfg.train.epochs} epochs)", highlight=False)
     try:
         with progress_bars() as progress:
-            record = execute(cfg, results_dir=results, progress=progress, resume=resumed)
+            record = execute(cfg, results_dir=results, progress=progress, resume=resumed, tensorboard=tensorboard)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: recorded in {escape(str(results / 'runs.jsonl'))}")
         raise typer.Exit(130)
@@ -124,8 +132,8 @@ def run(
 
 
 def datasets(
-    dataset: str = typer.Argument(..., help="synthetic | voc:DIR | coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | "
-                                            "yolo:DIR | yolo:data.yaml"),
+    dataset: str = typer.Argument(..., help="synthetic | synthetic-hard | voc:DIR | "
+                                            "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR | yolo:data.yaml"),
     check_images: bool = typer.Option(False, "--check-images",
                                       help="Also decode every image and list the unreadable ones (slow on big sets)."),
     set_: list[str] = typer.Option([], "--set", help="data.split_seed=N, data.class_names=a,b (as for `harness run`)."),

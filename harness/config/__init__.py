@@ -13,6 +13,7 @@ Every record stores the profile and the full resolved config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from harness.config.rcnn import (
     validate_rcnn,
 )
 from harness.data.synthetic import SyntheticConfig
+from harness.data.synthetic_hard import SyntheticHardConfig
 
 # Where each detector's proposals come from: its own network (the RPN) or the data side (selective search
 # or an external file, attached to each sample before the network sees it).
@@ -50,13 +52,20 @@ class DataConfig:
     split_seed: int = 0  # 80/20 split of VOC / YOLO folders with no split files or folders
     class_names: tuple[str, ...] = ()  # YOLO: names of class ids 0..K-1; VOC: fixed class list (others dropped)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_hard: SyntheticHardConfig = field(default_factory=SyntheticHardConfig)  # --dataset synthetic-hard
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"
     weights: str | None = None  # local state-dict file; None = random init
+    weights_partial: bool = False  # load what fits of a weights file that leaves backbone tensors unloaded
+    # random | pretrained: the built-in pre-training (`harness pretrain`, cached on first use) of body and FC
+    # head | pretrained-body: its body only, FC head random. Random stays the default: pre-training did not
+    # beat random init by 5 mAP50 points at the default schedule (docs/pretraining.md). Ignored with weights.
+    init: str = "random"
     freeze_stages: int = 0  # early backbone stages not trained
+    frozen_bn: bool | None = None  # BatchNorm fixed (FrozenBatchNorm2d); None: frozen when weights are loaded
     # conv weights and activations stored channels-last (NHWC): oneDNN on the CPU and cuDNN tensor cores
     # run convolutions faster in it (9-26 % per backbone pass measured on the 2-core CPU); results equal within
     # float rounding. False: PyTorch's default NCHW.
@@ -112,6 +121,7 @@ class TrainConfig:
     scheme: str = "joint"
     box_stage_epochs: int | None = None  # stagewise: epochs of the box-regressor stage (None: train.epochs)
     amp: bool = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
+    log_every: int = 10  # steps between entries of results/<run_id>/train_log.jsonl (and each epoch's end)
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class TestConfig:
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
     amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
+    gallery_images: int = 8  # test images kept with their detections for the report's gallery (0: none)
+    gallery_seed: int = 0  # picks them by image key, the same images for every run of a dataset
 
 
 @dataclass(frozen=True)
@@ -203,9 +215,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(value)
         if tp is int and isinstance(value, str):
             return int(value)
-        return tp(value)
+        out = tp(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    if tp is float and not math.isfinite(out):  # float("nan"), float("inf") parse, but no setting means them
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return out
 
 
 def config_keys(cfg: Any = None, prefix: str = "") -> dict[str, Any]:
@@ -275,6 +290,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
+    if cfg.model.init not in ("random", "pretrained", "pretrained-body"):
+        raise ConfigError(f"model.init must be random, pretrained or pretrained-body, got {cfg.model.init!r}")
+    if cfg.model.init != "random" and not cfg.model.weights and cfg.model.backbone not in ("tiny", "resnet18"):
+        raise ConfigError(f"model.init={cfg.model.init}: built-in pre-training covers tiny and resnet18, not "
+                          f"{cfg.model.backbone}; use --weights FILE or --set model.init=random")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):
         raise ConfigError(f"model.pooler must be roi_pool or roi_align, got {cfg.model.pooler!r}")
     _validate_proposals(cfg.proposals)
@@ -282,6 +302,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         "train.epochs": cfg.train.epochs >= 1,
         "train.images_per_batch": cfg.train.images_per_batch >= 1,
         "train.lr": cfg.train.lr > 0,
+        "train.log_every": cfg.train.log_every >= 1,
+        "test.gallery_images": 0 <= cfg.test.gallery_images <= 12,
         "data.min_size": 32 <= cfg.data.min_size <= cfg.data.max_size,
         "data.flip_prob": 0.0 <= cfg.data.flip_prob <= 1.0,
         "model.roi_positive_fraction": 0.0 < cfg.model.roi_positive_fraction <= 1.0,

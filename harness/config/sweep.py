@@ -1,30 +1,31 @@
-"""``harness sweep``: a grid of configs × seeds, every run recorded, resumable.
+"""``harness sweep``'s grid: configs × seeds and the config hash that identifies a run (running the
+points is :mod:`harness.run.sweep`).
 
 A run is identified by the hash of its fully resolved config (seed included).
 A sweep started again skips every grid point that already has an ``ok`` record
 in the results file, so an interrupted sweep resumes where it stopped, and
-failed or interrupted points are run again.
+failed or interrupted points are run again: from their last checkpoint when a
+killed run left one (:mod:`harness.run.sweep_resume`, which also keeps two sweeps in
+one folder from running the same point twice).
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError, RunConfig, build_config, config_keys, to_dict
 from harness.config.capabilities import check_capabilities
-from harness.run.results import jsonable, read_records
 
 
 def config_hash(config: dict[str, Any] | RunConfig) -> str:
     """Stable hash of a resolved config (as stored in a record, or as a RunConfig)."""
     if isinstance(config, RunConfig):
         config = to_dict(config)
-    text = json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
+    # tuples and lists dump alike, so a RunConfig and its record (lists) hash the same
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -78,38 +79,17 @@ def expand(
     return points
 
 
-def finished_keys(results_dir: Path) -> set[str]:
-    """Config hashes of the runs that finished ``ok`` in ``results_dir``."""
-    return {
-        config_hash(r["config"]) for r in read_records(results_dir) if r.get("status") == "ok" and r.get("config")
-    }
+def _with_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
-def run_sweep(
-    points: list[SweepPoint],
-    *,
-    results_dir: Path,
-    execute: Callable[[RunConfig], dict[str, Any]],
-    say: Callable[[str], None] = print,
-) -> dict[str, int]:
-    """Run every point without an ``ok`` record; returns counts of ran / skipped / failed."""
-    done = finished_keys(results_dir)
-    counts = {"ran": 0, "skipped": 0, "failed": 0}
-    for i, point in enumerate(points, start=1):
-        label = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
-        if point.key in done:
-            counts["skipped"] += 1
-            say(f"[{i}/{len(points)}] skip (already ok): {label}")
-            continue
-        say(f"[{i}/{len(points)}] run: {label}")
-        try:
-            execute(point.config)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # recorded as failed by the runner; the sweep goes on
-            counts["failed"] += 1
-            say(f"[{i}/{len(points)}] failed: {type(err).__name__}: {err}")
-            continue
-        counts["ran"] += 1
-        done.add(point.key)
-    return counts
+def record_config_hash(config: dict[str, Any]) -> str:
+    """:func:`config_hash` of a stored config, keys added to the harness since filled in at their defaults
+    (which by convention keep the old behaviour: see :func:`harness.run.checkpoint.config_differences`)."""
+    return config_hash(_with_defaults(config, to_dict(RunConfig())))

@@ -1,6 +1,7 @@
 """Data layer: one sample contract (:mod:`.base`), three sources, the paper transforms.
 
 Sources: :class:`SyntheticDataset` (default, generated, needs nothing on disk),
+:class:`SyntheticHardDataset` (``synthetic-hard``: the harder generated benchmark),
 :class:`VOCDataset` (PASCAL VOC XML, any folder layout), :class:`COCODataset`
 (COCO JSON, one file or a train and a test file) and :class:`YOLODataset`
 (YOLO text labels, the ultralytics layout).
@@ -34,6 +35,7 @@ from harness.data.specs import (
 )
 from harness.data.stats import dataset_stats, format_stats, printable, stats_rows
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
+from harness.data.synthetic_hard import SyntheticHardConfig, SyntheticHardDataset
 from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
 from harness.data.voc import VOCDataset
 from harness.data.yolo import YOLODataset
@@ -51,6 +53,8 @@ __all__ = [
     "Resize",
     "SyntheticConfig",
     "SyntheticDataset",
+    "SyntheticHardConfig",
+    "SyntheticHardDataset",
     "Target",
     "Transform",
     "VOCDataset",

@@ -2,7 +2,8 @@
 
 Spec grammar::
 
-    synthetic                          the generated shapes dataset (default)
+    synthetic                          the generated shapes dataset (default; 3 classes)
+    synthetic-hard                     the harder generated benchmark (12 look-alike classes, clutter)
     voc:DIR                            PASCAL VOC: the VOC2007 layout, or any folder tree of VOC XML files
     coco:ANNOTATIONS.json[:IMAGES_DIR] COCO instances file; images default to the JSON's folder
     coco:TRAIN.json,TEST.json[:IMAGES] COCO in two files: train from the first, test from the second
@@ -23,13 +24,16 @@ from harness.data.coco import COCODataset
 from harness.data.errors import DatasetError
 from harness.data.synthetic import SPLITS as SYNTHETIC_SPLITS
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
+from harness.data.synthetic_hard import SyntheticHardConfig, SyntheticHardDataset
 from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
 from harness.data.voc import VOCDataset
 from harness.data.voc_layout import voc_layout
 from harness.data.yolo import YOLODataset, yolo_layout
 
-KINDS = ("synthetic", "voc", "coco", "yolo")
-_USAGE = "synthetic, voc:DIR, coco:ANNOTATIONS.json[:IMAGES_DIR], coco:TRAIN.json,TEST.json[:IMAGES], yolo:DIR"
+KINDS = ("synthetic", "synthetic-hard", "voc", "coco", "yolo")
+GENERATED = ("synthetic", "synthetic-hard")  # kinds generated in memory: no path, splits train/val/test
+_USAGE = ("synthetic, synthetic-hard, voc:DIR, coco:ANNOTATIONS.json[:IMAGES_DIR], "
+          "coco:TRAIN.json,TEST.json[:IMAGES], yolo:DIR")
 _JSON_LIST = re.compile(r"(?<=\.json),", re.IGNORECASE)
 
 
@@ -48,8 +52,8 @@ class DatasetSpec:
     test_images_dir: Path | None = None
 
     def __str__(self) -> str:
-        if self.kind == "synthetic":
-            return "synthetic"
+        if self.kind in GENERATED:
+            return self.kind
         text = f"{self.kind}:{self.path}" + (f",{self.test_path}" if self.test_path is not None else "")
         if self.test_images_dir is not None:
             return f"{text}:{self.images_dir},{self.test_images_dir}"
@@ -57,8 +61,10 @@ class DatasetSpec:
 
 
 def dataset_options(data: object) -> dict[str, object]:
-    """The ``build_dataset`` keywords a ``DataConfig`` sets beyond the sizes: ``split_seed``, ``class_names``."""
-    return {"split_seed": getattr(data, "split_seed", 0), "class_names": tuple(getattr(data, "class_names", ()))}
+    """The ``build_dataset`` keywords a ``DataConfig`` sets beyond the sizes and ``synthetic``: ``split_seed``,
+    ``class_names``, ``synthetic_hard``."""
+    return {"split_seed": getattr(data, "split_seed", 0), "class_names": tuple(getattr(data, "class_names", ())),
+            "synthetic_hard": getattr(data, "synthetic_hard", None)}
 
 
 def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
@@ -75,10 +81,10 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
     kind = kind.lower()
     if kind not in KINDS:
         raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; expected one of: {_USAGE}")
-    if kind == "synthetic":
+    if kind in GENERATED:
         if sep:
-            raise DatasetError(f"'synthetic' takes no argument, got {spec!r} (its size is set by the config)")
-        return DatasetSpec("synthetic")
+            raise DatasetError(f"{kind!r} takes no argument, got {spec!r} (its size is set by the config)")
+        return DatasetSpec(kind)
     if not rest:
         raise DatasetError(f"{kind!r} needs a path, e.g. {_USAGE}")
     if kind == "voc":
@@ -115,10 +121,13 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
     return DatasetSpec("coco", json_paths[0], folders[0], json_paths[1], folders[1] if len(folders) == 2 else None)
 
 
-def available_splits(spec: str | DatasetSpec, *, split_seed: int = 0, class_names: Sequence[str] = ()) -> list[str]:
+def available_splits(
+    spec: str | DatasetSpec, *, split_seed: int = 0, class_names: Sequence[str] = (),
+    synthetic_hard: SyntheticHardConfig | None = None,  # not needed for the split names: one options dict serves all
+) -> list[str]:
     """Split names ``build_dataset`` accepts for ``spec`` (COCO: the 80/20 hash split, or one per file)."""
     parsed = parse_dataset_spec(spec)
-    if parsed.kind == "synthetic":
+    if parsed.kind in GENERATED:
         return list(SYNTHETIC_SPLITS)
     if parsed.kind == "voc":
         return voc_layout(parsed.path, split_seed).splits  # type: ignore[arg-type]
@@ -127,13 +136,16 @@ def available_splits(spec: str | DatasetSpec, *, split_seed: int = 0, class_name
     return ["train", "test"]
 
 
-def default_splits(spec: str | DatasetSpec, *, split_seed: int = 0, class_names: Sequence[str] = ()) -> tuple[str, str]:
+def default_splits(
+    spec: str | DatasetSpec, *, split_seed: int = 0, class_names: Sequence[str] = (),
+    synthetic_hard: SyntheticHardConfig | None = None,  # not needed for the split names: one options dict serves all
+) -> tuple[str, str]:
     """``(train_split, test_split)`` for ``spec``.
 
     VOC and YOLO: ``trainval`` if present else ``train``; ``test`` if present else ``val``.
     """
     parsed = parse_dataset_spec(spec)
-    if parsed.kind == "synthetic":
+    if parsed.kind in GENERATED:
         return "train", "test"
     if parsed.kind == "coco":
         return "train", "test"
@@ -173,11 +185,13 @@ def build_dataset(
     synthetic: SyntheticConfig | None = None,
     split_seed: int = 0,
     class_names: Sequence[str] = (),
+    synthetic_hard: SyntheticHardConfig | None = None,
 ) -> DetectionDataset:
     """The ``split`` of ``spec``, resized (and optionally flipped) for a detector.
 
-    ``seed`` seeds only the flip sequence; the synthetic images are fixed by
-    ``synthetic.seed`` so that runs with different seeds see the same data.
+    ``seed`` seeds only the flip sequence; the generated images are fixed by
+    ``synthetic.seed`` (``synthetic_hard.seed``) so that runs with different
+    seeds see the same data (``None`` configs take the datasets' defaults).
     ``split_seed`` seeds the 80/20 split of VOC and YOLO folders that have no
     split files or folders; ``class_names`` (``data.class_names``) fixes the
     classes of VOC (others dropped) and names YOLO's class ids. COCO's categories
@@ -185,7 +199,7 @@ def build_dataset(
     """
     parsed = parse_dataset_spec(spec)
     class_names = tuple(class_names or ())
-    if class_names and parsed.kind in ("coco", "synthetic"):
+    if class_names and parsed.kind in ("coco", *GENERATED):
         raise DatasetError(f"data.class_names is for VOC and YOLO folders; {parsed.kind} names its own classes")
     splits = available_splits(parsed, split_seed=split_seed, class_names=class_names)
     if split not in splits and not (parsed.kind == "coco" and split == "all" and parsed.test_path is None):
@@ -193,6 +207,8 @@ def build_dataset(
     transforms = build_transforms(min_size, max_size, flip_prob, seed)
     if parsed.kind == "synthetic":
         return SyntheticDataset(split, synthetic, transforms=transforms)
+    if parsed.kind == "synthetic-hard":
+        return SyntheticHardDataset(split, synthetic_hard, transforms=transforms)
     if parsed.kind == "voc":
         return VOCDataset(parsed.path, split, transforms=transforms,  # type: ignore[arg-type]
                           class_names=class_names or None, split_seed=split_seed)

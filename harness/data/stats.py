@@ -31,7 +31,7 @@ def dataset_stats(dataset: DetectionDataset) -> dict[str, Any]:
 
         name, [layout, split_rule: how the files were found and split, when the source says],
         images, boxes, empty_images, difficult, crowd,
-        boxes_per_image: {mean, max},
+        boxes_per_image: {mean, min, max},
         classes: {class_name: {boxes, difficult, crowd}}   # every class, label order
         box_width / box_height / box_area: {min, median, max}
         area_buckets: {small, medium, large}
@@ -78,6 +78,7 @@ def dataset_stats(dataset: DetectionDataset) -> dict[str, Any]:
         "crowd": int(all_crowd.sum()),
         "boxes_per_image": {
             "mean": float(per_image.mean()) if n else None,
+            "min": int(per_image.min()) if n else None,
             "max": int(per_image.max()) if n else None,
         },
         "classes": classes,
@@ -129,7 +130,7 @@ def stats_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
         ("images", _num(stats["images"])),
         ("empty images", _num(stats["empty_images"])),
         ("boxes", _num(stats["boxes"])),
-        ("boxes / image (mean, max)", f"{mean_text}, {_num(per_image['max'])}"),
+        ("boxes / image (min / mean / max)", f"{_num(per_image['min'])} / {mean_text} / {_num(per_image['max'])}"),
         ("difficult boxes", _num(stats["difficult"])),
         ("crowd boxes", _num(stats["crowd"])),
     ]

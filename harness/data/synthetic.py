@@ -38,7 +38,6 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
 from harness.data.base import (
@@ -47,6 +46,19 @@ from harness.data.base import (
     Target,
     Transform,
     make_target,
+)
+from harness.data.drawing import (
+    background,
+    checker,
+    draw_distractors,
+    draw_lines,
+    ellipse_mask,
+    finish,
+    hsv_colour,
+    place_objects,
+    shaded_spots,
+    stripes,
+    triangle_mask,
 )
 from harness.data.errors import DatasetError
 
@@ -84,16 +96,16 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         for name in ("train_images", "val_images", "test_images"):
             if getattr(self, name) < 0:
-                raise DatasetError(f"SyntheticConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise DatasetError(f"{type(self).__name__}.{name} must be >= 0, got {getattr(self, name)}")
         if self.image_size < 64:
-            raise DatasetError(f"SyntheticConfig.image_size must be >= 64, got {self.image_size}")
+            raise DatasetError(f"{type(self).__name__}.image_size must be >= 64, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects:
             raise DatasetError(
-                "SyntheticConfig needs 1 <= min_objects <= max_objects, "
+                f"{type(self).__name__} needs 1 <= min_objects <= max_objects, "
                 f"got {self.min_objects}..{self.max_objects}"
             )
         if self.seed < 0:
-            raise DatasetError(f"SyntheticConfig.seed must be >= 0, got {self.seed}")
+            raise DatasetError(f"{type(self).__name__}.seed must be >= 0, got {self.seed}")
 
     def num_images(self, split: str) -> int:
         """Number of images in ``split`` (one of :data:`SPLITS`)."""
@@ -111,115 +123,29 @@ class Scene(NamedTuple):
     labels: np.ndarray
 
 
-def _hsv_colour(
-    rng: np.random.Generator, hue: tuple[int, int], sat: tuple[int, int], val: tuple[int, int]
-) -> np.ndarray:
-    """One RGB colour, ``float32 [3]`` in 0..255, drawn uniformly from an HSV box."""
-    hsv = np.array(
-        [[[rng.integers(hue[0], hue[1] + 1), rng.integers(sat[0], sat[1] + 1), rng.integers(val[0], val[1] + 1)]]],
-        dtype=np.uint8,
-    )
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
-def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    """Any RGB colour, as the int tuple OpenCV drawing functions take."""
-    return tuple(int(c) for c in rng.integers(0, 256, size=3))  # type: ignore[return-value]
-
-
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """``float32 [H, W, 3]``: a linear gradient between two muted colours, plus pixel noise."""
-    muted = ((0, 179), (0, 90), (50, 210))
-    c0, c1 = _hsv_colour(rng, *muted), _hsv_colour(rng, *muted)
-    angle = rng.uniform(0.0, 2.0 * math.pi)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = xx * math.cos(angle) + yy * math.sin(angle)
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    image = c0 + ramp[..., None] * (c1 - c0)
-    image += rng.normal(0.0, rng.uniform(4.0, 12.0), size=image.shape).astype(np.float32)
-    return image
-
-
-def _draw_lines(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
-    """Thin straight lines of random colours across the image (in place)."""
-    height, width = image.shape[:2]
-    for _ in range(count):
-        p0 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        cv2.line(image, p0, p1, _random_colour(rng), 1, cv2.LINE_AA)
-
-
-def _draw_distractors(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
-    """Clutter that is never a class: small blobs and thin object-sized outlines (in place)."""
-    height, width = image.shape[:2]
-    blob_max = max(3, int(_BLOB_MAX * size))
-    for _ in range(int(rng.integers(3, 11))):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        axes = (int(rng.integers(1, blob_max // 2 + 1)), int(rng.integers(1, blob_max // 2 + 1)))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, _random_colour(rng), -1, cv2.LINE_AA)
-    # Hollow outlines at object scale force the detector to look at filled texture, not just edges.
-    for _ in range(int(rng.integers(0, 3))):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        radius = int(rng.integers(int(_SIDE_MIN * size), int(0.25 * size)))
-        if rng.random() < 0.5:
-            cv2.circle(image, centre, radius, _random_colour(rng), 1, cv2.LINE_AA)
-        else:
-            pts = rng.integers(-radius, radius + 1, size=(int(rng.integers(3, 6)), 2)) + np.array(centre)
-            cv2.polylines(image, [pts.astype(np.int32)], True, _random_colour(rng), 1, cv2.LINE_AA)
-    _draw_lines(rng, image, int(rng.integers(2, 7)))
-
-
 def _shape_mask(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``bool [h, w]`` silhouette of one object of class ``label`` spanning its patch."""
-    mask = np.zeros((h, w), dtype=np.uint8)
-    if label == 1:  # disc: ellipse inscribed in the patch (4 fractional bits for sub-pixel centres)
-        centre = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
-        axes = (int(round((w - 1) * 8)), int(round((h - 1) * 8)))
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8, shift=4)
-    elif label == 2:  # box: the patch itself
-        mask[:] = 1
-    else:  # triangle: one side along a patch edge, apex on the opposite edge
-        apex = float(rng.uniform(0.15, 0.85))
-        up = np.array([[0, h - 1], [w - 1, h - 1], [apex * (w - 1), 0]])
-        side = np.array([[0, 0], [0, h - 1], [w - 1, apex * (h - 1)]])
-        pts = [up, np.array([[x, h - 1 - y] for x, y in up]), side, np.array([[w - 1 - x, y] for x, y in side])]
-        cv2.fillPoly(mask, [np.round(pts[int(rng.integers(0, 4))]).astype(np.int32)], 1, cv2.LINE_8)
-    return mask.astype(bool)
+    if label == 1:  # disc: ellipse inscribed in the patch
+        return ellipse_mask(h, w).astype(bool)
+    if label == 2:  # box: the patch itself
+        return np.ones((h, w), dtype=bool)
+    return triangle_mask(rng, h, w).astype(bool)  # one side along a patch edge, apex on the opposite edge
 
 
 def _texture(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
     """``float32 [h, w, 3]`` class-specific fill (colour band and pattern)."""
-    base = _hsv_colour(rng, _HUE[label], _OBJ_SAT, _OBJ_VAL)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = hsv_colour(rng, _HUE[label], _OBJ_SAT, _OBJ_VAL)
     if label == 1:  # radial shading (bright centre, darker rim) + a few dark spots
-        r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
-        tex = base * np.clip(1.1 - 0.5 * r2, 0.5, 1.1)[..., None]
-        spot = tuple(float(c) for c in 0.45 * base)
-        for _ in range(int(rng.integers(2, 6))):
-            r = max(1, int(rng.uniform(0.06, 0.14) * min(h, w)))
-            centre = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.3, 0.7) * h))
-            cv2.circle(tex, centre, r, spot, -1, cv2.LINE_8)
-        return tex
+        return shaded_spots(rng, base, h, w)
     if label == 2:  # dark stripes at a random angle and period
-        period = float(rng.uniform(5.0, 10.0))
-        angle = float(rng.uniform(0.0, math.pi))
-        phase = (xx * math.cos(angle) + yy * math.sin(angle) + rng.uniform(0, period)) % period
-        dark = (phase < period / 2)[..., None]
-        return np.where(dark, 0.45 * base, base).astype(np.float32)
-    # triangle: checkerboard of the base colour and a darker shade
-    cell = int(rng.integers(3, 7))
-    checker = (((xx.astype(np.int32) // cell) + (yy.astype(np.int32) // cell)) % 2 == 1)[..., None]
-    return np.where(checker, 0.55 * base, base).astype(np.float32)
+        return stripes(rng, base, h, w, period=(5.0, 10.0), dark=0.45)
+    return checker(rng, base, h, w, cell=(3, 7), dark=0.55)  # triangle: checkerboard
 
 
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``[4]`` box against ``[N, 4]`` boxes (xyxy) -> ``[N]``."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
+def clutter(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
+    """This set's distractors (in place): blobs well under, outlines at least, the smallest object's side
+    at image size ``size``. The pre-training set draws the same clutter."""
+    draw_distractors(rng, image, size, blob_max=_BLOB_MAX, outline_min=_SIDE_MIN)
 
 
 def render_scene(rng: np.random.Generator, config: SyntheticConfig) -> Scene:
@@ -227,48 +153,27 @@ def render_scene(rng: np.random.Generator, config: SyntheticConfig) -> Scene:
     size = config.image_size
     height = size
     width = int(round(size * rng.uniform(5 / 6, 7 / 6)))
-    image = _background(rng, height, width)
-    _draw_distractors(rng, image, size)
+    image = background(rng, height, width)
+    clutter(rng, image, size)
 
-    owner = np.full((height, width), -1, dtype=np.int32)  # index of the object visible at each pixel
-    areas: list[int] = []
-    boxes: list[np.ndarray] = []
-    labels: list[int] = []
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
     side_lo, side_hi = int(round(_SIDE_MIN * size)), int(round(_SIDE_MAX * size))
     log_area = (math.log(_SQRT_AREA_RANGE[0] * size), math.log(_SQRT_AREA_RANGE[1] * size))
     log_aspect = (math.log(_ASPECT_RANGE[0]), math.log(_ASPECT_RANGE[1]))
-    for _ in range(40 * wanted):  # placement attempts; rejected ones just cost a retry
-        if len(labels) == wanted:
-            break
+
+    def sample(rng: np.random.Generator) -> tuple[int, int, int, np.ndarray]:
         label = int(rng.integers(1, len(CLASS_NAMES)))
         side, aspect = math.exp(rng.uniform(*log_area)), math.exp(rng.uniform(*log_aspect))
         h = int(np.clip(round(side * math.sqrt(aspect)), side_lo, min(side_hi, height)))
         w = int(np.clip(round(side / math.sqrt(aspect)), side_lo, min(side_hi, width)))
         y0, x0 = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        mask = _shape_mask(rng, label, h, w)
-        ys, xs = np.nonzero(mask)
-        box = np.array([x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1], dtype=np.float32)
-        if boxes and _box_iou(box, np.stack(boxes)).max() > MAX_PAIR_IOU:
-            continue
-        if areas:
-            # Pixels of each earlier object that this one would cover, counted in one pass.
-            covered = np.bincount(owner[y0 : y0 + h, x0 : x0 + w][mask] + 1, minlength=len(areas) + 1)[1:]
-            visible = np.bincount(owner.ravel() + 1, minlength=len(areas) + 1)[1:]
-            if ((visible - covered) < MIN_VISIBLE_FRACTION * np.asarray(areas)).any():
-                continue
-        texture = _texture(rng, label, h, w)
-        image[y0 : y0 + h, x0 : x0 + w][mask] = texture[mask]
-        owner[y0 : y0 + h, x0 : x0 + w][mask] = len(areas)
-        areas.append(int(mask.sum()))
-        boxes.append(box)
-        labels.append(label)
+        return label, y0, x0, _shape_mask(rng, label, h, w)
 
-    _draw_lines(rng, image, int(rng.integers(0, 3)))  # a few lines cross objects too
-    image += rng.normal(0.0, 3.0, size=image.shape).astype(np.float32)
-    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    box_array = np.stack(boxes).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
-    return Scene(pixels, box_array, np.asarray(labels, dtype=np.int64))
+    boxes, labels = place_objects(
+        rng, image, wanted, sample, _texture, max_pair_iou=MAX_PAIR_IOU, min_visible=MIN_VISIBLE_FRACTION
+    )
+    draw_lines(rng, image, int(rng.integers(0, 3)))  # a few lines cross objects too
+    return Scene(*finish(rng, image, boxes, labels))
 
 
 class SyntheticDataset(DetectionDataset):
@@ -282,6 +187,9 @@ class SyntheticDataset(DetectionDataset):
     """
 
     class_names = CLASS_NAMES
+    kind = "synthetic"  # the spec string; also the prefix of ``name``
+    default_config: type[SyntheticConfig] = SyntheticConfig
+    stream: tuple[int, ...] = ()  # appended to the seed sequence (a subclass's own random streams)
 
     def __init__(
         self,
@@ -292,10 +200,10 @@ class SyntheticDataset(DetectionDataset):
     ) -> None:
         super().__init__(transforms)
         if split not in SPLITS:
-            raise DatasetError(f"unknown synthetic split {split!r}; choose one of {', '.join(SPLITS)}")
+            raise DatasetError(f"unknown {self.kind} split {split!r}; choose one of {', '.join(SPLITS)}")
         self.split = split
-        self.config = config if config is not None else SyntheticConfig()
-        self.name = f"synthetic/{split}"
+        self.config = config if config is not None else self.default_config()
+        self.name = f"{self.kind}/{split}"
         self._cache: dict[int, Scene] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -307,11 +215,15 @@ class SyntheticDataset(DetectionDataset):
             raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index])
-        scene = render_scene(rng, self.config)
+        rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index, *self.stream])
+        scene = self.render(rng)
         if self._cache is not None:
             self._cache[index] = scene
         return scene
+
+    def render(self, rng: np.random.Generator) -> Scene:
+        """One scene from a fresh generator (subclasses draw another world)."""
+        return render_scene(rng, self.config)
 
     def load_image(self, index: int) -> np.ndarray:
         """RGB ``uint8 [H, W, 3]``; a copy, so callers cannot corrupt the memoised scene."""

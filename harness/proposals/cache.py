@@ -17,13 +17,23 @@ Entries are written to a temporary file and renamed into place (atomic on
 POSIX), so a reader sees a whole entry or none; an entry torn or corrupted
 some other way fails the length, checksum or metadata check and is
 recomputed, never used.
+
+Two processes filling one cache (two ``harness proposals``, or a run and a
+``proposals`` command) never compute the same entry twice: an entry is computed
+under an exclusive ``flock`` on its claim file ``.<digest>.prop.lock`` (beside
+the entry; removed when the entry is stored). The kernel drops the lock of a
+process that dies, ``kill -9`` included, so a claim is never stale; a claim file
+left by a killed process is reused by the next claimant and then removed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +43,11 @@ from torch import Tensor
 
 from detectors.selective_search import SelectiveSearchParams
 from harness.run.storage import atomic_write_bytes
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no claims (two processes may then compute one entry twice, harmlessly)
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +159,45 @@ class ProposalCache:
         """
         return atomic_write_bytes(self.path(digest), encode_entry(entry, self.fingerprint),
                                   what="proposal cache entry")
+
+    def claim_path(self, digest: str) -> Path:
+        path = self.path(digest)
+        return path.with_name(f".{path.name}.lock")
+
+    @contextmanager
+    def claim(self, digest: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the claim on ``digest``'s entry (the right to compute it) inside the ``with``.
+
+        Yields ``True`` once the claim is ours; with ``wait=False`` yields ``False`` at once when
+        another live process holds it (it is computing that entry now). The claim file is removed
+        on the way out, while still held.
+        """
+        if fcntl is None:
+            yield True
+            return
+        lock = self.claim_path(digest)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                yield False
+                return
+            try:  # the previous holder removed the file after we opened it: our lock guards nothing
+                current = os.stat(lock).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())  # who computes it, for a person looking
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
 
     def usage(self) -> tuple[int, int]:
         """``(bytes, entries)`` under this parameter set's folder."""

@@ -65,10 +65,21 @@ def _boxes(entry: Any, key: str, path: Path) -> np.ndarray:
         boxes = np.asarray(entry["boxes"], dtype=np.float32).reshape(-1, 4)
     except (TypeError, ValueError):
         raise ProposalFileError(f"{path}: entry {key!r}: 'boxes' must be a list of [x1, y1, x2, y2]") from None
-    if not np.isfinite(boxes).all() or (boxes[:, 2:] < boxes[:, :2]).any():
-        raise ProposalFileError(f"{path}: entry {key!r} has non-finite boxes or boxes with x2 < x1 or y2 < y1")
+    bad = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
+    if bad.size:
+        raise ProposalFileError(f"{path}: image {key!r}: {bad.size} boxes with a NaN or infinite coordinate, "
+                                f"e.g. box {int(bad[0])} = {boxes[bad[0]].tolist()}")
+    if (boxes[:, 2:] < boxes[:, :2]).any():
+        raise ProposalFileError(f"{path}: image {key!r} has boxes with x2 < x1 or y2 < y1")
     if entry.get("scores") is not None:
-        scores = np.asarray(entry["scores"], dtype=np.float64).reshape(-1)
+        try:
+            scores = np.asarray(entry["scores"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ProposalFileError(f"{path}: image {key!r}: 'scores' must be a list of numbers") from None
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:
+            raise ProposalFileError(f"{path}: image {key!r}: {bad.size} scores are NaN or infinite, "
+                                    f"e.g. score {int(bad[0])} = {scores[bad[0]]}")
         if scores.shape[0] != boxes.shape[0]:
             raise ProposalFileError(f"{path}: entry {key!r} has {boxes.shape[0]} boxes but {scores.shape[0]} scores")
         boxes = boxes[np.argsort(-scores, kind="stable")]

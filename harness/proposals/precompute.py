@@ -32,11 +32,15 @@ from detectors.selective_search import _libc, selective_search
 from harness.data.base import DetectionDataset
 from harness.proposals.cache import CacheEntry, ProposalCache, image_digest
 
-HIT, COMPUTED = "hit", "computed"
+HIT, COMPUTED, BUSY = "hit", "computed", "busy"
 
 
-def lookup_or_compute(cache: ProposalCache, image: np.ndarray) -> tuple[CacheEntry, str]:
+def lookup_or_compute(cache: ProposalCache, image: np.ndarray, *, wait: bool = True) -> tuple[CacheEntry | None, str]:
     """The cached entry of ``image`` (RGB ``uint8 [H, W, 3]``), computing and storing it on a miss.
+
+    A miss is computed under the entry's claim (:meth:`ProposalCache.claim`): when another process is
+    computing the same entry, this one waits for it and reads its result (``wait=True``), or returns
+    ``(None, "busy")`` at once (``wait=False``, to come back to it later).
 
     Returns the entry and ``"hit"`` or ``"computed"`` (a corrupt entry counts as computed).
     """
@@ -44,10 +48,16 @@ def lookup_or_compute(cache: ProposalCache, image: np.ndarray) -> tuple[CacheEnt
     entry = cache.load(digest)
     if entry is not None:
         return entry, HIT
-    start = time.perf_counter()
-    boxes = selective_search(image, cache.params)
-    entry = CacheEntry(boxes, time.perf_counter() - start, (int(image.shape[0]), int(image.shape[1])))
-    cache.store(digest, entry)
+    with cache.claim(digest, wait=wait) as mine:
+        if not mine:
+            return None, BUSY
+        entry = cache.load(digest)  # stored by the process whose claim we waited for
+        if entry is not None:
+            return entry, HIT
+        start = time.perf_counter()
+        boxes = selective_search(image, cache.params)
+        entry = CacheEntry(boxes, time.perf_counter() - start, (int(image.shape[0]), int(image.shape[1])))
+        cache.store(digest, entry)
     return entry, COMPUTED
 
 
@@ -166,10 +176,12 @@ def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 64
     )
 
 
-def _work(task: tuple[int, int]) -> tuple[int, int, str, int, float]:
+def _work(task: tuple[int, int], wait: bool = True) -> tuple[int, int, str, int, float]:
     which, index = task
     image = _WORKER["datasets"][which].load_image(index)
-    entry, status = lookup_or_compute(_WORKER["cache"], image)
+    entry, status = lookup_or_compute(_WORKER["cache"], image, wait=wait)
+    if entry is None:  # busy: another process is computing it
+        return which, index, status, 0, 0.0
     return which, index, status, int(entry.boxes.shape[0]), entry.compute_s
 
 
@@ -244,7 +256,12 @@ def precompute(
     bar = progress("proposals", len(tasks)) if progress else None
     start = time.perf_counter()
 
+    busy: list[tuple[int, int]] = []
+
     def collect(which: int, index: int, status: str, num: int, seconds: float) -> None:
+        if status == BUSY:  # another process computes it now: read it after the rest
+            busy.append((which, index))
+            return
         res, slot = results[which], slots[(which, index)]
         res.seconds[slot], res.counts[slot] = seconds, num
         if status == HIT:
@@ -259,13 +276,15 @@ def precompute(
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
-                for which, index in tasks:
-                    entry, status = lookup_or_compute(cache, datasets[which].load_image(index))
-                    collect(which, index, status, int(entry.boxes.shape[0]), entry.compute_s)
+                for wait, todo in ((False, tasks), (True, busy)):  # busy fills up during the first pass
+                    for which, index in list(todo) if wait else todo:
+                        entry, status = lookup_or_compute(cache, datasets[which].load_image(index), wait=wait)
+                        collect(which, index, status, *((int(entry.boxes.shape[0]), entry.compute_s)
+                                                        if entry is not None else (0, 0.0)))
             finally:
                 cv2.setNumThreads(threads)
         else:
-            _run_pool(datasets, cache, tasks, workers, collect)
+            _run_pool(datasets, cache, tasks, workers, collect, busy)
     finally:
         if bar:
             bar.close()
@@ -281,8 +300,12 @@ def _run_pool(
     tasks: list[tuple[int, int]],
     workers: int,
     collect: Callable[[int, int, str, int, float], None],
+    busy: list[tuple[int, int]],
 ) -> None:
     """Run ``tasks`` (dataset, index) in ``workers`` processes; ``collect`` each result as it comes.
+
+    Entries another process is computing (``collect`` puts them in ``busy``) are skipped in the
+    first round and waited for in a second one.
 
     On any exception (Ctrl-C included) pending tasks are cancelled and running
     ones finish their image (whole entries only) before the exception goes on.
@@ -294,9 +317,10 @@ def _run_pool(
         initargs=([_portable(ds) for ds in datasets], cache),
     )
     try:
-        pending = [pool.submit(_work, task) for task in tasks]
-        for done in futures.as_completed(pending):
-            collect(*done.result())
+        for wait, todo in ((False, tasks), (True, busy)):
+            pending = [pool.submit(_work, task, wait) for task in list(todo)]
+            for done in futures.as_completed(pending):
+                collect(*done.result())
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -55,7 +55,32 @@ class Figure:
     width_px: int = 0
 
 
-Block = Union[Note, Table, Figure]
+@dataclass
+class Panel:
+    """One JPEG picture of a gallery row, with its title (plain text)."""
+
+    jpeg: bytes
+    title: str
+    alt: str
+    width: int = 0
+    height: int = 0
+
+
+@dataclass
+class Gallery:
+    """Rows of pictures shown side by side (the detection gallery), embedded as JPEG data URIs in HTML.
+
+    ``rows[i]`` is labelled ``labels[i]``; ``name`` is unique within a report.
+    """
+
+    name: str
+    title: str
+    labels: list[str]
+    rows: list[list[Panel]]
+    caption: str = ""
+
+
+Block = Union[Note, Table, Figure, Gallery]
 
 
 @dataclass

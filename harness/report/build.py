@@ -17,12 +17,14 @@ from . import markdown as md_out
 from .ablations import ablations
 from .benchmarks import benchmarks
 from .blocks import Note, Section, slug
+from .gallery import detections
 from .papers import against_papers
 from .published import load_published
 from .records import RecordSet, load_records
 from .reproductions import reproductions
 from .sections import accuracy, provenance, status_counts, storage, summary
 from .speed import speed
+from .training import training
 
 FORMATS = ("html", "md")
 OUTPUT_NAMES = {"html": "index.html", "md": "summary.md"}
@@ -32,6 +34,8 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Summary", lambda rs, pub: summary(rs)),
     ("Speed", speed),
     ("Accuracy", lambda rs, pub: accuracy(rs)),
+    ("Detections", lambda rs, pub: detections(rs)),
+    ("Training", lambda rs, pub: training(rs)),
     ("Storage", storage),
     ("Benchmarks", lambda rs, pub: benchmarks(rs)),
     ("Against the papers", against_papers),

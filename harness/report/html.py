@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from .blocks import Figure, Note, Section, Table
+from .blocks import Figure, Gallery, Note, Section, Table
 
 TITLE = "R-CNN → Fast R-CNN → Faster R-CNN: benchmark report"
 
@@ -45,6 +45,11 @@ figure.plot img { display:block; max-width:100%; height:auto; border:1px solid v
   border-radius: 4px; }
 figcaption { font-size: 14px; margin: 4px 0; }
 figcaption a { font-size: 12px; color: var(--accent); }
+.gallery-row { display:flex; flex-wrap:wrap; gap: 8px; align-items:flex-start; margin: 6px 0 12px; }
+.gallery-key { width: 100%; font-size: 13px; font-weight: 600; }
+figure.panel { margin: 0; flex: 1 1 0; min-width: 200px; max-width: 322px; }
+figure.panel img { display:block; width: 100%; height: auto; border:1px solid var(--line); }
+figure.panel figcaption { font-size: 12px; color: var(--muted); }
 footer { color: var(--muted); font-size: 12px; padding: 24px; border-top: 1px solid var(--line);
   margin-top: 32px; }
 """
@@ -86,6 +91,19 @@ def render_figure(f: Figure) -> str:
             f'alt="{escape(f.alt)}"{width}>{caption}</figure>')
 
 
+def render_gallery(g: Gallery) -> str:
+    rows = []
+    for label, panels in zip(g.labels, g.rows):
+        cells = "".join(
+            f'<figure class="panel"><img src="data:image/jpeg;base64,{base64.b64encode(p.jpeg).decode("ascii")}" '
+            f'alt="{escape(p.alt)}"' + (f' width="{p.width}" height="{p.height}"' if p.width else "") +
+            f'><figcaption>{escape(p.title)}</figcaption></figure>' for p in panels)
+        rows.append(f'<div class="gallery-row"><div class="gallery-key">{escape(label)}</div>{cells}</div>')
+    caption = f'<p class="caption">{escape(g.caption)}</p>' if g.caption else ""
+    return (f'<figure class="gallery" id="gallery-{escape(g.name)}"><figcaption><strong>{escape(g.title)}'
+            f'</strong></figcaption>{"".join(rows)}{caption}</figure>')
+
+
 def render_block(b) -> str:
     if isinstance(b, Note):
         cls = "warning" if b.kind == "warning" else "note"
@@ -94,6 +112,8 @@ def render_block(b) -> str:
         return render_table(b)
     if isinstance(b, Figure):
         return render_figure(b)
+    if isinstance(b, Gallery):
+        return render_gallery(b)
     raise TypeError(f"unknown block {type(b).__name__}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from .blocks import Figure, Note, Section, Table
+from .blocks import Figure, Gallery, Note, Section, Table
 from .html import TITLE
 
 FIGURES_DIR = "figures"
@@ -34,6 +34,23 @@ def render_table(t: Table) -> str:
     return "\n".join(lines)
 
 
+def render_gallery(g: Gallery, fig_dir: Path) -> list[str]:
+    """A gallery as one pipe table: a row per image, its pictures written under ``figures/``."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    width = max((len(r) for r in g.rows), default=0)
+    lines = [f"**{md_text(g.title)}**", "", "| image |" + " |" * width, "|---|" + "---|" * width]
+    for i, (label, panels) in enumerate(zip(g.labels, g.rows)):
+        cells = []
+        for j, p in enumerate(panels):
+            name = f"{g.name}_{i}_{j}.jpg"
+            (fig_dir / name).write_bytes(p.jpeg)
+            cells.append(f"![{md_text(p.alt)}]({FIGURES_DIR}/{name})<br>{md_text(p.title)}")
+        lines.append(f"| {md_text(label)} | " + " | ".join(cells) + " |")
+    if g.caption:
+        lines += ["", f"_{md_text(g.caption)}_"]
+    return lines + [""]
+
+
 def render(sections: list[Section], out_dir: Path, *, source: str, summary_line: str) -> str:
     fig_dir = out_dir / FIGURES_DIR
     parts = [f"# {md_text(TITLE)}", "",
@@ -56,4 +73,6 @@ def render(sections: list[Section], out_dir: Path, *, source: str, summary_line:
                 parts += [f"![{md_text(b.alt)}]({FIGURES_DIR}/{b.name}.png)", ""]
                 if b.caption:
                     parts += [f"_{md_text(b.caption)}_", ""]
+            elif isinstance(b, Gallery):
+                parts += render_gallery(b, fig_dir)
     return "\n".join(parts).rstrip() + "\n"

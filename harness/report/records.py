@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.run.init_record import init_kind, init_label  # noqa: F401 (re-exported for the sections)
 from harness.run.results import RECORDS_FILE as RUNS_FILE
 from harness.run.results import SkippedLine, scan_records
 
@@ -161,15 +162,6 @@ def detector_order(det: Any) -> tuple[int, str]:
     return (KNOWN_DETECTORS.index(s), s) if s in KNOWN_DETECTORS else (len(KNOWN_DETECTORS), s)
 
 
-def init_kind(init: Any) -> str | None:
-    if init is None:
-        return None
-    s = str(init)
-    if s.startswith("weights:"):
-        return "weights"
-    return s
-
-
 # --------------------------------------------------------------------------- #
 # loading
 # --------------------------------------------------------------------------- #
@@ -204,7 +196,7 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "dataset": text(rec.get("dataset")) or "unknown",
         "backbone": text(rec.get("backbone")) or "unknown",
         "seed": num(rec.get("seed")),
-        "init": text(rec.get("init")),
+        "init": init_label(rec.get("init")),
         "init_kind": init_kind(rec.get("init")),
         "profile": text(rec.get("profile")),
         "preset": text(rec.get("preset")),

@@ -32,21 +32,22 @@ def _settings(g: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def _state(r: RowRuns) -> str:
-    """``2 ok``, ``1 ok, 1 failed``, ``not run``."""
-    if r.runs.empty:
-        return "not run"
-    counts = r.runs["status"].value_counts()
-    return ", ".join(f"{n} {status}" for status, n in counts.items())
+def _short(reason: object, limit: int = 80) -> str:
+    text = " ".join(str(reason).split()) if reason is not None and not pd.isna(reason) else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _why_not(r: RowRuns) -> str:
-    """Why a row without an ok run has no numbers: the reason of its last failed / interrupted run."""
-    if r.runs.empty:
+def _status(r: RowRuns) -> str:
+    """``ok``, ``ok (1 of 2 runs failed)``, ``failed: <reason>``, ``interrupted`` or ``not run``."""
+    runs = r.runs
+    if runs.empty:
         return "not run"
-    last = r.runs.sort_values("_order").iloc[-1]
-    reason = last.get("reason")
-    return f"{last['status']}" + (f": {reason}" if isinstance(reason, str) and reason else "")
+    ok, bad = runs[runs["status"] == "ok"], runs[runs["status"] != "ok"]
+    if not ok.empty:
+        return "ok" if bad.empty else f"ok ({len(bad)} of {len(runs)} runs {'/'.join(sorted(set(bad['status'])))})"
+    last = runs.sort_values("_order").iloc[-1]
+    reason = _short(last.get("reason"))
+    return f"{last['status']}: {reason}" if reason and last["status"] != "interrupted" else str(last["status"])
 
 
 def _ms(v: float | None) -> str:
@@ -79,11 +80,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
     rows, data = [], []
     for r, v in zip(t.rows, values):
         shown: dict[str, str] = {"Row": r.label + (" (matched by tag)" if r.by_tag else ""),
-                                 "Detector": r.detector, "Runs": _state(r)}
-        if not v["runs"]:
-            shown["VOC07 mAP50 (%)"] = _why_not(r) if not r.runs.empty else DASH
-        else:
-            shown["VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07"], v["map50_voc07_std"], v["map50_voc07_n"])
+                                 "Detector": r.detector, "Status": _status(r), "Runs": str(v["runs"])}
+        shown["VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07"], v["map50_voc07_std"], v["map50_voc07_n"])
         shown["area mAP50 (%)"] = fmt_pm(v["map50_area"], v["map50_area_std"], v["map50_area_n"])
         if has["map50_voc07_unshared"]:
             shown["unshared, step 2: VOC07 mAP50 (%)"] = fmt_pm(
@@ -108,7 +106,7 @@ def _our_table(name: str, t: PresetTable) -> Table:
                 or DASH
         rows.append(shown)
         data.append({"preset": t.preset_id, "scale": t.scale, "row": r.label, "detector": r.detector,
-                     "state": _state(r), "matched_by_tag": r.by_tag, "runs_ok": v["runs"],
+                     "status": _status(r), "runs": v["runs"], "matched_by_tag": r.by_tag,
                      "map50_voc07_mean": v["map50_voc07"], "map50_voc07_std": v["map50_voc07_std"],
                      "map50_area_mean": v["map50_area"], "test_s_median_mean": v["test_s_median"],
                      "train_s_mean": v["train_s"], "map50_voc07_unshared_mean": v["map50_voc07_unshared"],
@@ -118,7 +116,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
                      **{f"train_stage_{k}_s": s for k, s in v["train_stages"].items()}})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     caption = ("Mean over the ok runs (seeds) of each row (± one standard deviation when there is more than one). "
-               "A run counts for every row whose config it matches, seeds aside, whichever preset ran it.")
+               "Status: ok; failed or interrupted (no ok run; the last run's reason); not run. A run counts for "
+               "every row whose config it matches, seeds aside, whichever preset ran it.")
     if rcnn_test is not None:
         caption += " Speed-ups: the R-CNN row's median test time over this row's (the paper's: Published, below)."
     return Table(name, f"Ours ({t.scale} scale)", display_frame(rows, columns), pd.DataFrame(data), caption=caption)

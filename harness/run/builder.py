@@ -15,6 +15,7 @@ from detectors.rpn import RegionProposalNetwork, RPNHead
 from detectors.two_stage import TwoStageDetector
 from harness.config import ConfigError, ModelConfig, RunConfig
 
+
 def build_rpn(m: ModelConfig, parts: BackboneParts) -> RegionProposalNetwork:
     anchors = AnchorGenerator(sizes=m.anchor_sizes, ratios=m.anchor_ratios, stride=parts.stride)
     return RegionProposalNetwork(
@@ -71,7 +72,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     """Build the configured detector for ``num_classes`` object classes."""
     m = cfg.model
     try:
-        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages)
+        parts = build_backbone(m.backbone, weights=m.weights, freeze_stages=m.freeze_stages, frozen_bn=m.frozen_bn,
+                               weights_partial=m.weights_partial)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     if cfg.detector == "rcnn":
@@ -89,6 +91,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         model.to(memory_format=torch.channels_last)
     if m.packed_linear:
         pack_linears(model)
+    model.weights_report = parts.weights_report  # the run record's init (None: random init)
     return model
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from harness.config import build_config, to_dict
+from harness.config import build_config, flatten_dict, to_dict
 from harness.run.storage import atomic_write, stale_temps
 
 log = logging.getLogger(__name__)
@@ -93,16 +93,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; JSON round trip so tuples equal lists."""
-    if prefix == "":
-        tree = json.loads(json.dumps(tree))
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return out
+def _flatten(tree: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a config dict, after a JSON round trip so tuples equal lists."""
+    return flatten_dict(json.loads(json.dumps(tree)))
 
 
 def config_differences(

@@ -22,12 +22,14 @@ from harness.data.imageio import require_image_files
 from harness.evaluation.coco import write_coco_results
 from harness.evaluation.detection import evaluate_detections
 from harness.evaluation.flops import count_stage_flops
+from harness.evaluation.gallery import write_gallery
 from harness.evaluation.passes import TestedRun, wanted_passes
 from harness.proposals.stage import attach_proposals
 from harness.run import distributed
 from harness.run.builder import build_model
 from harness.run.checkpoint import CHECKPOINT_FILE, Resume
 from harness.run.device import resolve_device
+from harness.run.init_record import record_weights
 from harness.run.results import (
     RECORDS_FILE,
     append_record,
@@ -38,6 +40,7 @@ from harness.run.results import (
 )
 from harness.run.schema import SCHEMA_VERSION, RunRecord
 from harness.run.seeding import seed_everything
+from harness.run.sweep_resume import run_lock
 from harness.train.engine import (
     NonFiniteLossError,
     Progress,
@@ -45,7 +48,9 @@ from harness.train.engine import (
     predict,
     proposal_recall_curve,
 )
+from harness.train.pretrain import resolve_init
 from harness.train.schemes import FitJob, check_distributed, fit_function
+from harness.train.train_log import TRAIN_LOG_FILE, TrainLog
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,7 @@ def execute(
     progress: Progress | None = None,
     resume: Resume | None = None,
     tags: dict[str, Any] | None = None,
+    tensorboard: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``cfg`` and append its record to ``results_dir/runs.jsonl``; returns the record.
 
@@ -99,7 +105,8 @@ def execute(
     from that run's checkpoint, in its folder and under its run id; the new record
     says ``resumed_from_epoch``. Raises the original error after recording a failed
     or interrupted run. ``tags`` (e.g. ``{"preset": ..., "preset_row": ...}``) are
-    copied into the record as top-level fields.
+    copied into the record as top-level fields. ``tensorboard``: also write the training log
+    as TensorBoard scalars under ``tensorboard/<run_id>``.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -115,7 +122,7 @@ def execute(
                 raise
             return {"status": "ok", "rank": ranks.rank}
         return _execute_main(cfg, device, ranks, results_dir=results_dir, progress=progress, resume=resume,
-                             tags=tags, started=started)
+                             tags=tags, started=started, tensorboard=tensorboard)
 
 
 def _execute_main(
@@ -128,6 +135,7 @@ def _execute_main(
     resume: Resume | None,
     tags: dict[str, Any] | None,
     started: float,
+    tensorboard: Path | None = None,
 ) -> dict[str, Any]:
     run_id = resume.run_id if resume is not None else new_run_id(cfg.detector)
     run_dir = results_dir / run_id
@@ -140,7 +148,7 @@ def _execute_main(
         "dataset": cfg.data.dataset,
         "backbone": cfg.model.backbone,
         "seed": cfg.seed,
-        "init": f"weights:{cfg.model.weights}" if cfg.model.weights else "random",
+        "init": resolve_init(cfg, log=log.warning)[1],  # pre-trains once on first use (cached)
         "profile": cfg.profile,
         "config": to_dict(cfg),
         **record_envelope(now_iso(), device),
@@ -156,8 +164,8 @@ def _execute_main(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        with sigterm_as_interrupt():
-            _train_and_test(cfg, record, run_dir, device, progress, resume, ranks)
+        with sigterm_as_interrupt(), run_lock(run_dir):  # the lock: this folder belongs to a live process
+            _train_and_test(cfg, record, run_dir, device, progress, resume, ranks, tensorboard)
         record["status"] = "ok"
     except KeyboardInterrupt as err:
         record["status"], record["reason"] = "interrupted", f"interrupted ({err or 'Ctrl-C'})"
@@ -209,6 +217,7 @@ def _train_and_test(
     progress: Progress | None,
     resume: Resume | None = None,
     ranks: distributed.DistInfo = distributed.DistInfo(),
+    tensorboard: Path | None = None,
 ) -> None:
     """Train and test; a torchrun rank other than 0 returns after training."""
     check_capabilities(cfg)  # sweeps and presets come here without check_run
@@ -219,14 +228,27 @@ def _train_and_test(
         "train": {"name": train_set.name, "images": len(train_set)},
         "test": {"name": test_set.name, "images": len(test_set)},
         "classes": list(train_set.class_names[1:]),
+        "category_ids": [test_set.label_to_category[k] for k in range(1, len(test_set.class_names))],
     }
     # selective search (cached, filled in parallel) or a file for data-side proposals; a no-op for the RPN
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
-    model = build_model(cfg, train_set.num_classes)
+    built = resolve_init(cfg)[0]  # model.weights: the built-in pre-trained file where model.init asks for it
+    model = build_model(built, train_set.num_classes)
+    record_weights(record, getattr(model, "weights_report", None))
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None
-    fitted = fit(FitJob(cfg, model, lambda: build_model(cfg, train_set.num_classes), train_set, device, progress,
-                        resume.state if resume is not None else None, checkpoint))
+    log = None
+    if ranks.is_main:  # one training log per run, continued by a resume (entries after its checkpoint dropped)
+        log = TrainLog(run_dir / TRAIN_LOG_FILE, cfg.train.log_every,
+                       resume_step=int(resume.state["iterations"]) if resume is not None else None,
+                       tensorboard=tensorboard / run_dir.name if tensorboard is not None else None)
+        record["train_log"] = {"file": TRAIN_LOG_FILE, "every": cfg.train.log_every}
+    try:
+        fitted = fit(FitJob(cfg, model, lambda: build_model(built, train_set.num_classes), train_set, device,
+                            progress, resume.state if resume is not None else None, checkpoint, log))
+    finally:
+        if log is not None:
+            log.close()
     model, trained = fitted.model, fitted.trained
     fitted.record_into(record)
     if trained.checkpoint is None and resume is not None and checkpoint is not None and checkpoint.is_file():
@@ -245,6 +267,8 @@ def _train_and_test(
         predictions, ground_truth, test_set.class_names, label_to_category=test_set.label_to_category
     )
     write_coco_results(run_dir / "detections.json", predictions, ground_truth, test_set.label_to_category)
+    record["gallery"] = write_gallery(run_dir, test_set, predictions, ground_truth, count=cfg.test.gallery_images,
+                                      seed=cfg.test.gallery_seed)
     metrics["proposal_recall"] = {
         proposal_stage.name: proposal_recall_curve(
             model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images

@@ -40,7 +40,7 @@ class RunRecord(Envelope, total=False):
     dataset: str
     backbone: str
     seed: int
-    init: str  # "random" or "weights:<file>"
+    init: str | dict[str, Any]  # "random", or the weights file loaded: file, sha256, loaded / missing counts
     profile: str
     config: dict[str, Any]  # the fully resolved RunConfig (harness.config.to_dict)
     dataset_info: dict[str, Any]  # train / test split names and sizes, class names
@@ -56,6 +56,8 @@ class RunRecord(Envelope, total=False):
     proposals: dict[str, Any]  # data-side proposal source and its precompute pass
     rcnn: dict[str, Any]  # R-CNN's stage details (SVMs, box regression, cache)
     checkpoint: str
+    train_log: dict[str, Any]  # file (train_log.jsonl in the run folder: losses, lr, images/s), every
+    gallery: dict[str, Any] | None  # file (gallery.json in the run folder), images, seed, bytes
     resumed_from_epoch: int | None
     distributed: dict[str, Any] | None  # world_size, backend (torchrun)
     preset: str  # reproduce: preset id, row label and scale

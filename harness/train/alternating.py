@@ -121,6 +121,7 @@ def fit_alternating(
     seed: int,
     workers: int = 0,
     progress: Any = None,
+    log: Any = None,
 ) -> tuple[AlternatingResult, Any]:
     """The four steps with the shared training loop, each for ``train_cfg.epochs`` epochs.
 
@@ -128,7 +129,8 @@ def fit_alternating(
     (no per-epoch checkpoint: a 4-step run is restarted, not resumed).
     """
     def train_step(module: nn.Module, name: str) -> TrainResult:
-        return train(module, dataset, train_cfg, device=device, seed=seed, workers=workers, progress=progress)
+        return train(module, dataset, train_cfg, device=device, seed=seed, workers=workers, progress=progress,
+                     log=log.stage(name) if log is not None else None)  # the log's steps run on across steps
 
     result = train_alternating(build, train_step)
     summary = TrainResult(

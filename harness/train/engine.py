@@ -33,6 +33,8 @@ from harness.run.seeding import (
 )
 
 Progress = Callable[[str, int], Any]  # (description, total) -> object with .advance(n) / .close()
+# (iteration, losses, *, lr, images, epoch, epoch_end) after each step: the training log (harness.train.train_log)
+StepLog = Callable[..., None]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -225,6 +227,7 @@ def train(
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
     run_config: dict[str, Any] | None = None,
+    log: StepLog | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset``; returns time, iterations and the last losses.
 
@@ -235,6 +238,7 @@ def train(
             scheduler and RNG state); the result is then bit-identical to an
             uninterrupted run on the same device and thread count.
         run_config: the run's config, stored in the checkpoint so a resume can check it.
+        log: called after every step with its losses, learning rate and batch size (the training log).
     """
     seed_everything(seed)
     per_epoch = iterations_per_epoch(len(dataset), cfg.images_per_batch)
@@ -260,12 +264,16 @@ def train(
         with Stopwatch(device) as watch:
             for epoch in range(result.epochs_done, cfg.epochs):
                 for batch in _batches(epoch_loader(dataset, cfg, seed=seed, epoch=epoch, workers=workers)):
+                    lr = scheduler.get_last_lr()[0]  # the rate this step uses
                     values = _train_step(
                         net, optimizer, scheduler, batch, device=device, grad_clip=cfg.grad_clip,
                         step=result.iterations, amp=cfg.amp, scaler=scaler,
                     )
                     result.iterations += 1
                     result.last_losses = values
+                    if log is not None:
+                        log(result.iterations, values, lr=lr, images=len(batch[0]), epoch=epoch + 1,
+                            epoch_end=result.iterations % per_epoch == 0)
                     if bar:
                         bar.advance(1, **{"loss": sum(values.values())})
                 result.epochs_done = epoch + 1

@@ -84,6 +84,7 @@ def train_rcnn(
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
     cache_root: str | Path | None = None,
+    log: Any = None,
 ) -> RCNNTrainResult:
     """Run the four stages on ``dataset`` (the training split with proposals attached).
 
@@ -94,7 +95,8 @@ def train_rcnn(
     r = cfg.rcnn
     if r.finetune:
         ft = train(model, dataset, cfg.train, device=device, seed=cfg.seed, workers=workers,
-                   checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg))
+                   checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg),
+                   log=log.stage("finetune") if log is not None else None)
     else:  # table 2's "no fine-tuning" rows: the network as initialised (or loaded with --weights)
         ft = TrainResult()
     result = RCNNTrainResult(**asdict(ft))
@@ -133,9 +135,9 @@ def rcnn_trainer(cfg: RunConfig, *, cache_root: str | Path | None = None) -> Cal
 
     def fit(model: RCNN, dataset: DetectionDataset, train_cfg: Any = None, *, device: torch.device, seed: int = 0,
             workers: int = 0, checkpoint_path: Path | None = None, progress: Progress | None = None,
-            resume: dict[str, Any] | None = None, run_config: Any = None) -> RCNNTrainResult:
+            resume: dict[str, Any] | None = None, run_config: Any = None, log: Any = None) -> RCNNTrainResult:
         return train_rcnn(model, dataset, cfg, device=device, workers=workers, checkpoint_path=checkpoint_path,
-                          progress=progress, resume=resume, cache_root=cache_root)
+                          progress=progress, resume=resume, cache_root=cache_root, log=log)
 
     return fit
 

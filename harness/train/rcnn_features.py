@@ -72,6 +72,8 @@ def cache_key(model: RCNN, cfg: RunConfig, dataset: DetectionDataset) -> dict[st
         "images": len(dataset),
         "image_size": [cfg.data.min_size, cfg.data.max_size],
         "synthetic": to_dict(cfg.data.synthetic) if cfg.data.dataset == "synthetic" else None,
+        # only for synthetic-hard, so that the keys (and cache folders) of the other datasets stay as they were
+        **({"synthetic_hard": to_dict(cfg.data.synthetic_hard)} if cfg.data.dataset == "synthetic-hard" else {}),
     }
 
 

@@ -33,10 +33,11 @@ class FitJob:
     progress: Any = None
     resume: dict[str, Any] | None = None  # the checkpoint state to continue from
     checkpoint: Path | None = None
+    log: Any = None  # the run's training log (harness.train.train_log.TrainLog), every scheme writes it
 
     def common(self) -> dict[str, Any]:
         return {"device": self.device, "seed": self.cfg.seed, "workers": self.cfg.data.workers,
-                "progress": self.progress}
+                "progress": self.progress, "log": self.log}
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _joint(job: FitJob) -> Fitted:
 
 def _rcnn(job: FitJob) -> Fitted:  # R-CNN: fine-tune, features, SVMs, box regression (R-CNN 2.3)
     trained = train_rcnn(job.model, job.train_set, job.cfg, device=job.device, workers=job.cfg.data.workers,
-                         checkpoint_path=job.checkpoint, progress=job.progress, resume=job.resume)
+                         checkpoint_path=job.checkpoint, progress=job.progress, resume=job.resume, log=job.log)
     return Fitted(job.model, trained)
 
 

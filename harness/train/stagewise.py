@@ -42,6 +42,7 @@ def fit_stagewise(
     seed: int,
     workers: int = 0,
     progress: Any = None,
+    log: Any = None,
 ) -> StagewiseResult:
     """Classification first, then the box regressor alone on the frozen network (no checkpoints)."""
     if not model.box_regression:
@@ -50,7 +51,7 @@ def fit_stagewise(
     # stage 1: L_cls alone (box regression off in training; the regressor gets no gradient)
     model.box_regression = False
     first = train(LossSubset(model, ("loss_cls",)), dataset, cfg, device=device, seed=seed, workers=workers,
-                  progress=progress)
+                  progress=progress, log=log.stage("stage1_classification") if log is not None else None)
     times["stage1_classification"], iterations["stage1_classification"] = first.seconds, first.iterations
     # stage 2: L_loc trains bbox_pred alone; the rest is frozen (eval mode where nothing learns)
     model.box_regression = True
@@ -59,7 +60,8 @@ def fit_stagewise(
     set_trainable(model.roi_head.bbox_pred, True)
     try:
         second = train(LossSubset(model, ("loss_box",)), dataset, box_stage_config(cfg), device=device,
-                       seed=seed + 1, workers=workers, progress=progress)
+                       seed=seed + 1, workers=workers, progress=progress,
+                       log=log.stage("stage2_box_regression") if log is not None else None)
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(trainable[name])

@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from dirty_data import coco_json, image, jpeg_bytes, write_voc_tree, write_yolo
 from typer.testing import CliRunner
 
-from dirty_data import coco_json, image, jpeg_bytes, write_voc_tree, write_yolo
 from harness.cli import app
 
 

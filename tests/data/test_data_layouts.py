@@ -6,11 +6,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from dirty_data import (
+    CAT,
+    DOG,
+    coco_json,
+    image,
+    jpeg_bytes,
+    voc_xml,
+    write_voc,
+    write_voc_tree,
+)
 from typer.testing import CliRunner
 
-from dirty_data import CAT, DOG, coco_json, image, jpeg_bytes, voc_xml, write_voc, write_voc_tree
 from harness.cli import app
-from harness.data import BACKGROUND, DatasetError, available_splits, build_dataset, default_splits
+from harness.data import (
+    BACKGROUND,
+    DatasetError,
+    available_splits,
+    build_dataset,
+    default_splits,
+)
 from harness.data.layouts import hash_split
 from harness.data.voc_layout import voc_layout
 

@@ -38,7 +38,7 @@ def test_parse_kinds(tmp_path: Path):
 
 
 def test_parse_errors(tmp_path: Path):
-    with pytest.raises(DatasetError, match="unknown dataset kind 'kitti'.*synthetic, voc:DIR, coco:"):
+    with pytest.raises(DatasetError, match="unknown dataset kind 'kitti'.*synthetic, synthetic-hard, voc:DIR, coco:"):
         parse_dataset_spec("kitti:/data")
     with pytest.raises(DatasetError, match="nowhere"):
         parse_dataset_spec(f"voc:{tmp_path / 'nowhere'}")

@@ -42,7 +42,7 @@ def test_stats_numbers():
     assert stats["name"] == "tiny/test"
     assert (stats["images"], stats["boxes"], stats["empty_images"]) == (3, 3, 1)
     assert (stats["difficult"], stats["crowd"]) == (1, 1)
-    assert stats["boxes_per_image"] == {"mean": 1.0, "max": 2}
+    assert stats["boxes_per_image"] == {"mean": 1.0, "min": 0, "max": 2}
     assert stats["classes"] == {
         "a": {"boxes": 2, "difficult": 0, "crowd": 1},
         "b\x1b[31m": {"boxes": 1, "difficult": 1, "crowd": 0},
@@ -70,7 +70,7 @@ def test_format_escapes_class_names():
     assert text.splitlines()[0] == "tiny/test"
     rows = dict(stats_rows(dataset_stats(_Tiny())))
     assert rows["class a"] == "2 (1 crowd)"
-    assert rows["boxes / image (mean, max)"] == "1.00, 2"
+    assert rows["boxes / image (min / mean / max)"] == "0 / 1.00 / 2"
     assert rows["box area (min / median / max)"] == "200 / 1600 / 10000"
     assert rows["boxes small / medium / large"] == "1 / 1 / 1"
 

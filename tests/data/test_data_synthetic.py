@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from harness.data import DatasetError, SyntheticConfig, SyntheticDataset, check_target
-from harness.data.synthetic import CLASS_NAMES, MAX_PAIR_IOU, _box_iou
+from harness.data.drawing import box_iou as _box_iou
+from harness.data.synthetic import CLASS_NAMES, MAX_PAIR_IOU
 from harness.data.transforms import Resize
 
 SMALL = SyntheticConfig(train_images=12, val_images=4, test_images=8, seed=0)

@@ -7,9 +7,15 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-
 from dirty_data import exif_rotated_jpeg, image, write_yolo
-from harness.data import BACKGROUND, DatasetError, available_splits, build_dataset, default_splits
+
+from harness.data import (
+    BACKGROUND,
+    DatasetError,
+    available_splits,
+    build_dataset,
+    default_splits,
+)
 from harness.data.yolo import label_path
 from harness.data.yolo_yaml import parse_data_yaml
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from report_fixtures import make_records, write_runs
+from report_fixtures import make_records, write_run_files, write_runs
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,7 @@ def html_report(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("html_report")
     results = write_runs(base / "results", make_records())
+    write_run_files(results)  # gallery.json and train_log.jsonl of one run per detector
     calls: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -198,3 +198,70 @@ def write_jsonl(path: Path, records: list[dict], extra_lines: dict[int, str] | N
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------- #
+# run folders: gallery.json and train_log.jsonl, written by the harness's own writers
+# --------------------------------------------------------------------------- #
+GALLERY_RUNS = {"r-rcnn-0": ("rcnn", 12.0), "r-fast-0": ("fast", 3.0), "r-faster-0": ("faster", 0.0)}
+
+
+class Pictures:
+    """Ten 240x320 test images with two boxes each (classes ``disc`` and :data:`EVIL`), no files."""
+
+    class_names = ("__background__", "disc", EVIL)
+
+    def __len__(self) -> int:
+        return 10
+
+    def load_image(self, i: int):
+        import numpy as np
+
+        rng = np.random.default_rng(i)
+        image = np.full((240, 320, 3), 40 + 15 * i, dtype=np.uint8)
+        image[..., 1] = rng.integers(0, 255, size=(240, 320), dtype=np.uint8) // 4
+        for (x1, y1, x2, y2), colour in zip(self.boxes(i), ((220, 80, 40), (40, 80, 220))):
+            image[y1:y2, x1:x2] = colour
+        return image
+
+    @staticmethod
+    def boxes(i: int) -> list[tuple[int, int, int, int]]:
+        return [(20 + 10 * i, 30, 120 + 10 * i, 130), (180, 60 + 5 * i, 300, 200)]
+
+    def annotation(self, i: int) -> dict:
+        import torch
+
+        return {"boxes": torch.tensor(self.boxes(i), dtype=torch.float32), "labels": torch.tensor([1, 2]),
+                "image_id": i}
+
+
+def _predictions(ds: Pictures, shift: float) -> list[dict]:
+    """Each image: the first gt box shifted by ``shift`` px (a true positive while IoU >= 0.5), one false
+    positive of the wrong class, a low-score box (not shown); the second gt box is missed."""
+    import torch
+
+    out = []
+    for i in range(len(ds)):
+        first = torch.tensor(ds.boxes(i)[0], dtype=torch.float32) + shift * (1 + i % 3)
+        boxes = torch.stack([first, torch.tensor([200.0, 10.0, 260.0, 50.0]), torch.tensor([5.0, 5.0, 40.0, 40.0])])
+        out.append({"boxes": boxes, "labels": torch.tensor([1, 1, 2]),
+                    "scores": torch.tensor([0.9 - 0.01 * i, 0.7, 0.2])})
+    return out
+
+
+def write_run_files(results: Path, run_ids: dict[str, tuple[str, float]] | None = None) -> None:
+    """A gallery and a training log for each run of ``run_ids`` (default :data:`GALLERY_RUNS`)."""
+    from harness.evaluation.gallery import write_gallery
+    from harness.train.train_log import TRAIN_LOG_FILE, TrainLog
+
+    ds = Pictures()
+    truth = [ds.annotation(i) for i in range(len(ds))]
+    for run_id, (detector, shift) in (run_ids or GALLERY_RUNS).items():
+        run_dir = results / run_id
+        write_gallery(run_dir, ds, _predictions(ds, shift), truth, count=8, seed=0)
+        log = TrainLog(run_dir / TRAIN_LOG_FILE, 10)
+        terms = ("loss_cls", "loss_box") + (("loss_rpn_cls", "loss_rpn_box") if detector == "faster" else ())
+        for step in range(1, 121):
+            log(step, {t: (1.0 + k) / (1 + step / 30) for k, t in enumerate(terms)}, lr=0.02, images=2,
+                epoch=1 + step // 40, epoch_end=step % 40 == 0)
+        log.close()

@@ -6,7 +6,9 @@
   console line (an error, a blocked resource, an exception) is a failure. A
   control page checks first that this Chromium does log console errors;
 - a test-only copy of the page, with a small load-time script added, reports
-  how many ``<img>`` decoded (``naturalWidth > 0``): all of them must.
+  how many ``<img>`` decoded (``naturalWidth > 0``): all of them must; among them the
+  detection gallery's 32 pictures (8 images x ground truth and the three detectors)
+  and the loss curves.
 
 Without Chromium the test is skipped, except under CI (``CI`` set), where it fails.
 """
@@ -32,7 +34,15 @@ window.addEventListener("load", function () {
   var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
   var d = document.createElement("div");
   d.id = "img-check";
-  d.textContent = "images=" + imgs.length + " broken=" + broken.length;
+  var gallery = Array.prototype.slice.call(document.querySelectorAll("figure.gallery img"));
+  var shown = gallery.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  var panels = Array.prototype.slice.call(document.querySelectorAll("figure.gallery figcaption"))
+    .map(function (c) { return c.textContent.split(":")[0]; });
+  var curves = document.querySelector("#fig-loss_curves_synthetic img");
+  d.textContent = "images=" + imgs.length + " broken=" + broken.length + " gallery=" + gallery.length +
+    " gallery_decoded=" + shown.length + " detectors=" + ["R-CNN", "Fast R-CNN", "Faster R-CNN"].filter(
+      function (n) { return panels.indexOf(n) >= 0; }).length +
+    " curves=" + (curves && curves.complete ? curves.naturalWidth : 0);
   document.body.appendChild(d);
 });
 </script>"""
@@ -102,6 +112,10 @@ def test_report_in_headless_chromium(html_report, tmp_path):
         checked.unlink()
     assert res.returncode == 0, res.stderr[-3000:]
     assert _console_lines(res.stderr) == [], res.stderr[-3000:]
-    m = re.search(r'<div id="img-check">images=(\d+) broken=(\d+)</div>', res.stdout)
+    m = re.search(r'<div id="img-check">images=(\d+) broken=(\d+) gallery=(\d+) gallery_decoded=(\d+) '
+                  r'detectors=(\d+) curves=(\d+)</div>', res.stdout)
     assert m, res.stdout[-2000:]
     assert (int(m.group(1)), int(m.group(2))) == (n_images, 0)
+    # the gallery: 8 test images x (ground truth + R-CNN + Fast R-CNN + Faster R-CNN), every picture decoded
+    assert (int(m.group(3)), int(m.group(4)), int(m.group(5))) == (32, 32, 3)
+    assert int(m.group(6)) > 600  # the loss curves figure decoded

@@ -14,8 +14,8 @@ from harness.report import build_report
 from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
-SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Benchmarks", "Against the papers",
-            "Reproductions", "Ablations", "Provenance"]
+SECTIONS = ["Summary", "Speed", "Accuracy", "Detections", "Training", "Storage", "Benchmarks",
+            "Against the papers", "Reproductions", "Ablations", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
@@ -75,8 +75,8 @@ def test_escaping_and_self_contained(html_report):
     assert "url(" not in text
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', text)
     assert len(srcs) >= 6
-    for src in srcs:
-        assert src.startswith("data:image/png;base64,")
+    for src in srcs:  # plots are PNG, the gallery's pictures JPEG
+        assert src.startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
         png = base64.b64decode(src.split(",", 1)[1], validate=True)
         with Image.open(io.BytesIO(png)) as im:
             im.load()  # decodes the whole image
@@ -165,3 +165,46 @@ def test_reproductions_show_our_table_beside_the_papers(tmp_path):
     assert "Published: Faster R-CNN (NIPS 2015), Table 9" in section
     ours = (tmp_path / "out" / "reproduce_faster-table9.csv").read_text()
     assert "lambda 1," in ours and "lambda 10," in ours
+
+
+def test_reproductions_list_failed_and_interrupted_rows_never_as_missing(tmp_path):
+    """Issue 20.4: a preset row whose runs failed or were interrupted is listed with that status."""
+    from report_fixtures import _record, write_runs
+
+    from harness.report import build_report
+
+    stages = {"backbone": 0.01, "proposals": 0.01, "head": 0.01, "postprocess": 0.0}
+    rows = [("lambda 1", "ok", None), ("lambda 10", "failed", "NonFiniteLossError: non-finite loss at step 3"),
+            ("lambda 100", "interrupted", "interrupted (signal 15)"),
+            ("lambda 0.1", "failed", "RuntimeError: boom"), ("lambda 0.1", "ok", None)]
+    recs = []
+    for i, (row, status, reason) in enumerate(rows):
+        rec = _record(f"q{i}", "faster", 0, map07=0.70, test_s=0.03, train_s=60.0, stages=stages,
+                      status=status, reason=reason)
+        rec.update({"preset": "faster-table9", "preset_row": row, "scale": "cpu"})
+        recs.append(rec)
+    write_runs(tmp_path / "res", recs)
+    page = build_report(tmp_path / "res", tmp_path / "out").read_text(encoding="utf-8")
+    ours = {r["row"]: r for r in _csv(tmp_path / "out", "reproduce_faster-table9.csv")}
+    assert set(ours) == {"lambda 0.1", "lambda 1", "lambda 10", "lambda 100"}  # every row of the preset
+    assert ours["lambda 1"]["status"] == "ok" and ours["lambda 1"]["runs"] == "1"
+    assert ours["lambda 10"]["status"] == "failed: NonFiniteLossError: non-finite loss at step 3"
+    assert ours["lambda 10"]["runs"] == "0" and ours["lambda 10"]["map50_voc07_mean"] == ""
+    assert ours["lambda 100"]["status"] == "interrupted"
+    assert ours["lambda 0.1"]["status"] == "ok (1 of 2 runs failed)"
+    section = page[page.index("<h2>Reproductions</h2>"):]
+    assert "failed: NonFiniteLossError" in section and "interrupted" in section
+
+
+def test_reproductions_list_rows_not_run(tmp_path):
+    from report_fixtures import _record, write_runs
+
+    from harness.report import build_report
+
+    rec = _record("r0", "faster", 0, map07=0.70, test_s=0.03, train_s=60.0,
+                  stages={"backbone": 0.01, "proposals": 0.01, "head": 0.01, "postprocess": 0.0})
+    rec.update({"preset": "faster-table9", "preset_row": "lambda 1", "scale": "cpu"})
+    write_runs(tmp_path / "res", [rec])
+    build_report(tmp_path / "res", tmp_path / "out")
+    ours = {r["row"]: r["status"] for r in _csv(tmp_path / "out", "reproduce_faster-table9.csv")}
+    assert ours == {"lambda 0.1": "not run", "lambda 1": "ok", "lambda 10": "not run", "lambda 100": "not run"}

@@ -3,9 +3,10 @@ and the schema check itself notices a renamed key."""
 import json
 from pathlib import Path
 
+from report_fixtures import make_records
+
 from harness.report.build import build_report
 from harness.run.schema import RUN_KEYS, record_problems
-from report_fixtures import make_records
 
 OLD_RUNS = Path(__file__).parent / "data" / "runs_schema1_dfa605c.jsonl"
 
