@@ -92,10 +92,11 @@ def test_every_option_is_honoured_or_refused(detector, key, overrides):
 @pytest.mark.parametrize("detector, setting, message", [
     ("fast", "model.rpn_box_weight=2", "RPN"),
     ("rcnn", "model.anchor_sizes=16,32", "RPN"),
+    ("fast", "model.anchor_ratios=1", "RPN"),
     ("faster", "rcnn.feature_layer=pool5", "rcnn.* configure R-CNN"),
     ("fast", "rcnn.classifier=softmax", "rcnn.* configure R-CNN"),
     ("rcnn", "model.cls_only=true", "rcnn.bbox_reg=false"),
-    ("rcnn", "model.roi_batch_size=32", "rcnn.finetune_batch"),
+    ("rcnn", "model.box_weight=2", "rcnn.bbox_reg"),
     ("rcnn", "train.amp=true", "float32"),
     ("faster", "proposals.max_proposals=100", "rpn_post_nms_top_n_test"),
     ("faster", "proposals.source=file", "from its RPN"),
@@ -117,5 +118,9 @@ def test_harmless_unread_options_and_profile_defaults_are_accepted():
 
     check_capabilities(build_config(detector="faster", overrides={"proposals.mode": "quality",
                                                                   "proposals.cache_dir": "/tmp/x"}))
+    # one tiny --set list for every detector (tests/dirty_data.py TINY_RUN): RPN / RoI speed knobs pass
+    knobs = {"model.rpn_pre_nms_top_n_train": 300, "model.rpn_post_nms_top_n_train": 60, "model.roi_batch_size": 32}
+    for det in DETECTORS:
+        check_capabilities(build_config(detector=det, overrides=knobs))
     for det in DETECTORS:
         check_capabilities(build_config(detector=det, profile="paper"))

@@ -39,26 +39,34 @@ class Rule:
         return any(key == k or (k.endswith("*") and key.startswith(k[:-1])) for k in self.keys)
 
 
-_RPN = ("model.anchor_sizes", "model.anchor_ratios", "model.rpn_*")
-_ROI = ("model.roi_batch_size", "model.roi_positive_fraction", "model.roi_fg_iou", "model.roi_bg_iou_high",
-        "model.roi_bg_iou_low", "model.pooler", "model.box_weight")
+# what the tables vary: setting them for a detector without an RPN / a multi-task head would mislead
+_RPN_METHOD = ("model.anchor_sizes", "model.anchor_ratios", "model.rpn_box_weight")
+# sampling and speed knobs of a part the detector lacks: harmless, and often in one --set list for every detector
+_RPN_KNOBS = ("model.rpn_fg_iou", "model.rpn_bg_iou", "model.rpn_batch_size", "model.rpn_positive_fraction",
+              "model.rpn_pre_nms_top_n_*", "model.rpn_post_nms_top_n_*", "model.rpn_nms_thresh",
+              "model.rpn_ignore_cross_boundary")
+_ROI_KNOBS = ("model.roi_batch_size", "model.roi_positive_fraction", "model.roi_fg_iou", "model.roi_bg_iou_high",
+              "model.roi_bg_iou_low", "model.pooler")
 _SS = ("proposals.mode", "proposals.image_min_size", "proposals.image_max_size", "proposals.box_min_size",
        "proposals.cache_dir", "proposals.workers", "proposals.test_timing")
 
 RULES: tuple[Rule, ...] = (
-    Rule(_RPN, ("fast", "rcnn"), "refuse",
-         "anchors and model.rpn_* configure Faster R-CNN's RPN; this detector takes its proposals from "
+    Rule(_RPN_METHOD, ("fast", "rcnn"), "refuse",
+         "anchors and the RPN loss weight configure Faster R-CNN's RPN; this detector takes its proposals from "
          "proposals.* (selective search or a file)"),
+    Rule(_RPN_KNOBS, ("fast", "rcnn"), "ignore", "RPN sampling and proposal counts: no RPN to apply them to"),
     Rule(("proposals.source", "proposals.file", "proposals.max_proposals"), ("faster",), "refuse",
          "Faster R-CNN's proposals come from its RPN: set model.rpn_post_nms_top_n_test (and _train) for their "
          "number; proposals.* feed Fast R-CNN and R-CNN"),
     Rule(_SS, ("faster",), "ignore", "selective-search settings and caches; the RPN does not read them (the paper "
          "profile sets some for every detector)"),
     Rule(("rcnn.*",), ("faster", "fast"), "refuse", "rcnn.* configure R-CNN (--detector rcnn) only"),
-    Rule(_ROI, ("rcnn",), "refuse",
-         "RoI sampling, pooling and the multi-task loss weight are Fast / Faster R-CNN's; R-CNN fine-tunes on "
-         "rcnn.finetune_batch warped regions (rcnn.finetune_fg_fraction, rcnn.fg_iou) and regresses boxes "
-         "with rcnn.bbox_reg"),
+    Rule(("model.box_weight",), ("rcnn",), "refuse",
+         "the multi-task loss weight of Fast / Faster R-CNN; R-CNN's box regression is a separate ridge fit "
+         "(rcnn.bbox_reg, rcnn.bbox_reg_lambda)"),
+    Rule(_ROI_KNOBS, ("rcnn",), "ignore",
+         "RoI sampling and pooling of Fast / Faster R-CNN; R-CNN fine-tunes on rcnn.finetune_batch warped regions "
+         "(rcnn.finetune_fg_fraction, rcnn.fg_iou)"),
     Rule(("model.cls_only",), ("rcnn",), "refuse",
          "R-CNN has no multi-task head: rcnn.bbox_reg=false drops its box regression"),
     Rule(("model.score_thresh",), ("rcnn",), "ignore",
