@@ -137,7 +137,27 @@ def build_backbone(
     for stage in parts.stages[:freeze_stages]:
         for p in stage.parameters():
             p.requires_grad_(False)
+        freeze_mode(stage)
     return parts
+
+
+class FrozenStage(nn.Sequential):
+    """A frozen body stage: ``train()`` leaves it (and its BatchNorm statistics) in eval mode."""
+
+    def train(self, mode: bool = True) -> "FrozenStage":
+        return super().train(False)
+
+
+def freeze_mode(stage: nn.Module) -> None:
+    """Keep ``stage`` in eval mode whatever ``model.train()`` says: frozen weights, frozen BatchNorm statistics.
+
+    The stage keeps its parameters, buffers and state-dict keys (only its class changes), so checkpoints
+    and weight files load as before.
+    """
+    if not isinstance(stage, nn.Sequential):
+        raise TypeError(f"a frozen stage must be an nn.Sequential, got {type(stage).__name__}")
+    stage.__class__ = FrozenStage
+    stage.eval()
 
 
 def load_state_dict_file(module: nn.Module, path: str | Path) -> None:

@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from harness.config import ConfigError, build_config, config_keys, parse_set_options
+from harness.config import DETECTORS, ConfigError, build_config, config_keys, parse_set_options
+from harness.config.capabilities import rules_for
 
 
 def test_defaults_are_the_cpu_profile():
@@ -70,7 +71,21 @@ NEW_VALUE = {
     "model.init": "pretrained-body", "model.frozen_bn": "true",
 }
 # keys another key's new value needs (proposals.source=file needs a file)
-COMPANION = {"proposals.source": {"proposals.file": "proposals.json"}}
+COMPANION = {"proposals.source": {"proposals.file": "proposals.json"},
+             # read only with these (harness.config.capabilities refuses them otherwise)
+             "train.box_stage_epochs": {"train.scheme": "stagewise"}, "test.svd_ranks": {"test.svd": "true"}}
+
+
+def _reader(key):
+    """The first detector that reads ``key`` (with its companions); the others refuse it."""
+    for d in DETECTORS:
+        try:
+            cfg = build_config(detector=d, overrides=COMPANION.get(key, {}))
+        except ConfigError:
+            continue
+        if not any(r.action == "refuse" for r in rules_for(d, key, cfg)):
+            return d
+    raise AssertionError(f"no detector reads {key}")
 # free text: no value of the right type is refused by the config (paths, split names, dataset specs and
 # backbone names are checked where they are used)
 FREE_TEXT = {"data.dataset", "data.train_split", "data.test_split", "model.backbone", "model.weights",
@@ -133,16 +148,18 @@ def test_every_key_of_harness_config_is_settable_and_checked():
     keys = config_keys()
     listed = _keys_listed_by_harness_config()
     assert listed == list(keys)  # `harness config` lists exactly the settable keys
-    defaults = build_config()
     for key in listed:
+        # a detector that reads the key (the others refuse it: harness.config.capabilities)
+        detector = _reader(key)
+        defaults = build_config(detector=detector)
         tp, default = keys[key], _get(defaults, key)
         text = _new_text(key, tp, default)
         items = [f"{key}={text}"] + [f"{k}={v}" for k, v in COMPANION.get(key, {}).items()]
-        cfg = build_config(overrides=parse_set_options(items))  # the --set path of every command
+        cfg = build_config(detector=detector, overrides=parse_set_options(items))  # the --set path of every command
         value = _get(cfg, key)
         assert value != default, (key, value)
         assert value == _expected(tp, text), (key, value, text)
         if key not in FREE_TEXT:
             with pytest.raises(ConfigError, match=key.split(".")[-1]):
-                build_config(overrides=parse_set_options([f"{key}={_invalid_text(key, tp)}"]))
+                build_config(detector=detector, overrides=parse_set_options([f"{key}={_invalid_text(key, tp)}"]))
     assert FREE_TEXT <= set(keys) and set(NEW_VALUE) <= set(keys)  # no stale entries

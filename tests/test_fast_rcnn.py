@@ -39,7 +39,8 @@ def _targets():
 def test_fast_defaults_and_bad_proposal_keys():
     cfg = build_config(detector="fast")
     assert cfg.model.roi_batch_size == 64 and cfg.test.svd and cfg.proposals.max_proposals == 2000
-    assert build_config().model.roi_batch_size == 128 and not build_config().test.svd
+    # one RoI batch for Fast and Faster R-CNN (2 images x 64 = 128 per mini-batch): only the proposals differ
+    assert build_config().model.roi_batch_size == 64 and not build_config().test.svd
     assert build_config(detector="fast", overrides={"model.roi_batch_size": 32}).model.roi_batch_size == 32
     with pytest.raises(ConfigError, match="proposals.file"):
         build_config(detector="fast", overrides={"proposals.source": "file"})

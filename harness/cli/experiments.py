@@ -63,10 +63,12 @@ def reproduce(
     seeds: int = typer.Option(1, min=1, help="Seeds per row."),
     results: Path = typer.Option(Path("results")),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their configs; run nothing."),
+    set_: list[str] = typer.Option([], "--set", help="key=value for every run of the preset (e.g. a smaller "
+                                   "data.synthetic.train_images); not a key the table varies."),
 ) -> None:
     """Reproduce a paper's table (or an ablation) as a set of recorded runs; resumable."""
-    from harness.config import ConfigError, to_dict
-    from harness.config.presets import BY_ID, PAPER_NEEDS, PRESETS, resolve
+    from harness.config import ConfigError, parse_set_options, to_dict
+    from harness.config.presets import BY_ID, PAPER_NEEDS, PRESETS, check_extra, resolve
     from harness.config.sweep import SweepPoint
     from harness.run.device import resolve_device
     from harness.run.results import (
@@ -98,6 +100,8 @@ def reproduce(
     if weights:
         extra["model.weights"] = str(weights)
     try:
+        extra.update(parse_set_options(set_))
+        check_extra(preset, extra)
         runs = resolve(preset, scale=scale.value, seeds=seeds, extra=extra)
     except ConfigError as err:
         fail(str(err))
@@ -119,7 +123,9 @@ def reproduce(
 
     def run_one(cfg, resume=None):
         with progress_bars() as progress:
-            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value}
+            # the tag names the preset that ran it; the report matches the run to every preset row by config
+            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value,
+                    "preset_overrides": extra}
             return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
     started, clock = now_iso(), time.perf_counter()

@@ -87,7 +87,10 @@ class ModelConfig:
     rpn_nms_thresh: float = 0.7
     rpn_ignore_cross_boundary: bool = True
     rpn_box_weight: float = 1.0
-    roi_batch_size: int = 128  # RoIs per image
+    # RoIs per image. 64 for Fast and Faster R-CNN alike: N = 2 images x 64 = 128 RoIs per mini-batch, Fast
+    # R-CNN's hierarchical sampling (2.3), which Faster R-CNN's detector reuses (its code: 128 RoIs per batch);
+    # one value for both, so that selective search vs RPN rows differ in the proposals alone.
+    roi_batch_size: int = 64
     roi_positive_fraction: float = 0.25
     roi_fg_iou: float = 0.5
     roi_bg_iou_high: float = 0.5
@@ -169,6 +172,8 @@ PAPER_PROFILE = {
     "data.max_size": 1000,
     "model.anchor_sizes": (128.0, 256.0, 512.0),
     "model.backbone": "vgg16",
+    # both later papers fine-tune from conv3_1 (Fast R-CNN 4.5): VGG16's conv1 and conv2 blocks stay frozen
+    "model.freeze_stages": 2,
     "train.lr": 0.001,
     "train.weight_decay": 5e-4,
     "proposals.image_min_size": None,  # selective search on the image as on disk
@@ -178,8 +183,8 @@ PAPER_PROFILE = {
 
 # Detector-specific defaults, applied before the profile and user overrides.
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Fast R-CNN 2.3: hierarchical sampling, N = 2 images x R/N = 64 RoIs; 3.1: SVD at test time
-    "fast": {"model.roi_batch_size": 64, "test.svd": True},
+    # Fast R-CNN 3.1: SVD at test time (a second test pass; the main pass is unchanged)
+    "fast": {"test.svd": True},
     # R-CNN: train.* drives its fine-tuning stage (see harness.config.rcnn)
     "rcnn": RCNN_TRAIN_DEFAULTS,
 }
@@ -312,6 +317,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def detector_default(detector: str, profile: str) -> RunConfig:
+    """The config of ``detector`` at ``profile`` with no user override (not validated)."""
+    cfg = apply_overrides(RunConfig(detector=detector, profile=profile), DETECTOR_DEFAULTS.get(detector, {}))
+    return apply_overrides(cfg, PAPER_PROFILE) if profile == "paper" else cfg
+
+
 def _validate_proposals(p: ProposalConfig) -> None:
     if p.source not in ("selective_search", "file"):
         raise ConfigError(f"proposals.source must be selective_search or file, got {p.source!r}")
@@ -331,11 +342,7 @@ def build_config(
     *, detector: str = "faster", profile: str = "cpu", overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """Defaults, then the detector's defaults, then the profile, then user overrides (CLI options and ``--set``)."""
-    cfg = RunConfig(detector=detector, profile=profile)
-    cfg = apply_overrides(cfg, DETECTOR_DEFAULTS.get(detector, {}))
-    if profile == "paper":
-        cfg = apply_overrides(cfg, PAPER_PROFILE)
-    return validate(apply_overrides(cfg, overrides or {}))
+    return validate(apply_overrides(detector_default(detector, profile), overrides or {}))
 
 
 def flatten_dict(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -12,16 +12,24 @@ config overrides. Two scales:
   of the whole preset on this project's 2-core machine (measured per detector,
   see README "Reproducing the papers").
 
-Rows reuse the resumable sweep machinery, so a preset started again skips the
-rows that already have an ``ok`` record.
+A row is a config, not a tag: a run belongs to every preset row whose resolved
+config it matches, seeds aside (:func:`row_key`). Rows reuse the resumable sweep
+machinery (keyed by the config hash), so a preset started again, or a second
+preset sharing a row, skips the runs that already have an ``ok`` record, and
+the report shows such a run under every row it matches.
+
+Each preset declares the keys its table varies (``varies``); two rows of one
+table differ in no other key, apart from keys one of the two detectors ignores
+(tests/test_presets.py checks both scales).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import build_config
-from harness.config.sweep import SweepPoint
+from harness.config import ConfigError, RunConfig, build_config, to_dict
+from harness.config.capabilities import check_capabilities, rules_for
+from harness.config.sweep import SweepPoint, config_hash
 
 # The cpu scale: 120 train / 40 test synthetic images, 6 epochs (about a minute a
 # Faster R-CNN run on 2 cores), 300 selective-search proposals per image.
@@ -47,6 +55,9 @@ class Row:
     overrides: dict[str, Any] = field(default_factory=dict)
     paper_overrides: dict[str, Any] = field(default_factory=dict)  # only at paper scale
     scheme_steps: int = 1  # 4 for alternating training: the run trains four times
+    # published.csv rows this row reproduces, as "method · setting" (or "method" when the setting is empty),
+    # each with the test pass whose numbers answer it: "main", "unshared" (alternating's step 2) or "svd"
+    published: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class Preset:
     table: str  # as in published.csv's "table" column
     title: str
     rows: tuple[Row, ...]
+    varies: tuple[str, ...] = ()  # the config keys the table varies ("detector" when it compares detectors)
     note: str = ""
 
     def cpu_minutes(self, seeds: int = 1) -> float:
@@ -67,72 +79,99 @@ FASTER = "Faster R-CNN (NIPS 2015)"
 RCNN = "R-CNN (CVPR 2014)"
 ALT = {"train.scheme": "alternating"}
 
+FR = "Faster R-CNN (RPN)"
+
 PRESETS: tuple[Preset, ...] = (
     Preset("fast-table4", FAST, "Table 4", "R-CNN vs Fast R-CNN: train/test time and mAP, with and without SVD", (
-        Row("R-CNN", "rcnn"),
-        Row("Fast R-CNN (+ truncated SVD pass)", "fast", {"test.svd": True}),
-    ), note="Backbones S/M/L map to resnet18 / resnet50 / vgg16 at paper scale (--backbone); "
-            "the SVD row is a second test pass of the same Fast R-CNN run."),
+        Row("R-CNN", "rcnn", published={"R-CNN": "main"}),
+        Row("Fast R-CNN (+ truncated SVD pass)", "fast", {"test.svd": True}, published={
+            "Fast R-CNN": "main", "Fast R-CNN · truncated SVD": "svd",
+            "Fast R-CNN vs R-CNN": "main", "Fast R-CNN vs R-CNN · truncated SVD": "svd"}),
+    ), varies=("detector", "test.svd"),
+        note="Backbones S/M/L map to resnet18 / resnet50 / vgg16 at paper scale (--backbone); "
+             "the SVD row is a second test pass of the same Fast R-CNN run."),
     Preset("fast-table5", FAST, "Table 5", "Which layers to fine-tune", (
-        Row("fine-tune all conv layers", "fast", {"model.freeze_stages": 0}, {"model.freeze_stages": 1}),
-        Row("freeze the first 2 stages (conv3_1 and up)", "fast", {"model.freeze_stages": 2}),
+        Row("fine-tune all conv layers", "fast", {"model.freeze_stages": 0}, {"model.freeze_stages": 1},
+            published={"Fast R-CNN · fine-tune conv2_1 and up": "main"}),
+        Row("freeze the first 2 stages (conv3_1 and up)", "fast", {"model.freeze_stages": 2},
+            published={"Fast R-CNN · fine-tune conv3_1 and up": "main"}),
         Row("freeze every conv stage (fc layers only)", "fast", {"model.freeze_stages": 4},
-            {"model.freeze_stages": 5}),
-    ), note="From random init (cpu scale) frozen stages stay random: the effect is larger than with ImageNet weights."),
+            {"model.freeze_stages": 5}, published={"Fast R-CNN · fine-tune fc6 and up": "main"}),
+    ), varies=("model.freeze_stages",),
+        note="From random init (cpu scale) frozen stages stay random: the effect is larger than with ImageNet weights."),
     Preset("fast-table6", FAST, "Table 6", "Multi-task vs classification-only training", (
         Row("classification only, no box regression", "fast", {"model.cls_only": True}),
         Row("stage-wise: L_cls, then box regression alone on the frozen net", "fast",
-            {"train.scheme": "stagewise"}, scheme_steps=2),
-        Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False}),
-    )),
+            {"train.scheme": "stagewise"}, scheme_steps=2,
+            published={"Fast R-CNN · stage-wise training (bbox reg added after)": "main"}),
+        Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False},
+            published={"Fast R-CNN · multi-task training with bbox reg": "main"}),
+    ), varies=("model.cls_only", "train.scheme")),
     Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs", (
-        Row("Fast R-CNN, softmax", "fast"),
+        Row("Fast R-CNN, softmax", "fast", published={"Fast R-CNN · softmax classifier": "main"}),
         Row("R-CNN, SVMs", "rcnn"),
         Row("R-CNN, softmax", "rcnn", {"rcnn.classifier": "softmax"}),
-    )),
+    ), varies=("detector", "rcnn.classifier")),
     Preset("faster-table2", FASTER, "Table 2", "Selective search (2000) vs RPN (300); joint vs alternating", (
-        Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000}),
+        Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000},
+            published={"Fast R-CNN + selective search · 2000 proposals": "main"}),
         Row("Faster R-CNN (RPN 300, approximate joint)", "faster", {"model.rpn_post_nms_top_n_test": 300}),
-        Row("Faster R-CNN (RPN 300, 4-step alternating)", "faster", ALT, scheme_steps=4),
-    )),
+        Row("Faster R-CNN (RPN 300, 4-step alternating)", "faster", ALT, scheme_steps=4,
+            published={f"{FR} · 300 proposals shared": "main"}),
+    ), varies=("detector", "proposals.max_proposals", "model.rpn_post_nms_top_n_test", "train.scheme")),
     Preset("faster-table3", FASTER, "Table 3", "Shared vs unshared convolutional features", (
-        Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4),
-    ), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
+        Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4,
+            published={f"{FR} · unshared features": "unshared", f"{FR} · shared features": "main"}),
+    ), varies=("train.scheme",), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
     Preset("faster-table5", FASTER, "Table 5", "Timing including proposals", (
-        Row("Fast R-CNN + selective search", "fast"),
-        Row("Faster R-CNN (RPN)", "faster"),
-    )),
+        Row("Fast R-CNN + selective search", "fast", published={
+            "Fast R-CNN + selective search · total time incl. proposals (K40 GPU)": "main",
+            "selective search · proposal time (CPU)": "main"}),
+        Row("Faster R-CNN (RPN)", "faster", published={f"{FR} · total time incl. proposals (K40 GPU)": "main"}),
+    ), varies=("detector",)),
     Preset("faster-table8", FASTER, "Table 8", "Anchor scales x ratios", tuple(
         Row(label, "faster", {"model.anchor_sizes": sizes, "model.anchor_ratios": ratios},
-            {"model.anchor_sizes": tuple(4 * s for s in sizes)})
-        for label, sizes, ratios in (
-            ("1 scale, 1 ratio", (64.0,), (1.0,)),
-            ("1 scale, 3 ratios", (64.0,), (0.5, 1.0, 2.0)),
-            ("3 scales, 1 ratio", (32.0, 64.0, 128.0), (1.0,)),
-            ("3 scales, 3 ratios", (32.0, 64.0, 128.0), (0.5, 1.0, 2.0)),
+            {"model.anchor_sizes": tuple(4 * s for s in sizes)},
+            published={f"{FR} · {label.replace(',', '')} anchors": "main"} if ref else {})
+        for label, sizes, ratios, ref in (
+            ("1 scale, 1 ratio", (64.0,), (1.0,), True),
+            ("1 scale, 3 ratios", (64.0,), (0.5, 1.0, 2.0), False),
+            ("3 scales, 1 ratio", (32.0, 64.0, 128.0), (1.0,), False),
+            ("3 scales, 3 ratios", (32.0, 64.0, 128.0), (0.5, 1.0, 2.0), True),
         )
-    ), note="Paper-scale anchors are 4x the cpu-scale ones (600 vs 192-pixel images: 128/256/512)."),
+    ), varies=("model.anchor_sizes", "model.anchor_ratios"),
+        note="Paper-scale anchors are 4x the cpu-scale ones (600 vs 192-pixel images: 128/256/512)."),
     Preset("faster-table9", FASTER, "Table 9", "The RPN loss weight lambda", tuple(
-        Row(f"lambda {lam:g}", "faster", {"model.rpn_box_weight": lam / 10}) for lam in (0.1, 1.0, 10.0, 100.0)
-    ), note="model.rpn_box_weight = lambda / 10: our box term is normalised by the 256 sampled anchors, "
-            "the paper's by ~2400 anchor locations."),
+        Row(f"lambda {lam:g}", "faster", {"model.rpn_box_weight": lam / 10},
+            published={f"{FR} · lambda {lam:g}": "main"}) for lam in (0.1, 1.0, 10.0, 100.0)
+    ), varies=("model.rpn_box_weight",),
+        note="model.rpn_box_weight = lambda / 10: our box term is normalised by the 256 sampled anchors, "
+             "the paper's by ~2400 anchor locations."),
     Preset("rcnn-table2", RCNN, "Table 2", "R-CNN: layer x fine-tuning x box regression", tuple(
         Row(f"{layer} {'fine-tuned' if ft else 'no fine-tune'}{' + bbox reg' if reg else ''}", "rcnn",
-            {"rcnn.feature_layer": layer, "rcnn.finetune": ft, "rcnn.bbox_reg": reg})
+            {"rcnn.feature_layer": layer, "rcnn.finetune": ft, "rcnn.bbox_reg": reg},
+            published={f"R-CNN · {layer} {'fine-tuned' if ft else 'no fine-tune'}"
+                       f"{' + bbox regression' if reg else ''}": "main"})
         for layer, ft, reg in (
             ("pool5", False, False), ("fc6", False, False), ("fc7", False, False),
             ("pool5", True, False), ("fc6", True, False), ("fc7", True, False), ("fc7", True, True),
         )
-    ), note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
-            "pipeline, not ImageNet transfer."),
+    ), varies=("rcnn.feature_layer", "rcnn.finetune", "rcnn.bbox_reg"),
+        note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
+             "pipeline, not ImageNet transfer."),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
         Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)
             **({"rcnn.max_proposals_test": None} if det == "rcnn" else {})})
         for det in ("fast", "rcnn") for n in (100, 300, 1000, 2000)
-    )),
+    ), varies=("detector", "proposals.max_proposals", "rcnn.max_proposals_test")),
 )
 BY_ID = {p.id: p for p in PRESETS}
+
+
+def cpu_base(detector: str) -> dict[str, Any]:
+    """:data:`CPU_BASE` less the keys ``detector`` refuses (the RPN detector has no proposals.max_proposals)."""
+    return {k: v for k, v in CPU_BASE.items() if not any(r.action == "refuse" for r in rules_for(detector, k))}
 
 
 def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any] | None = None) -> list[tuple[Row, SweepPoint]]:
@@ -142,8 +181,29 @@ def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any]
     out = []
     for row in preset.rows:
         for seed in range(seeds):
-            overrides = {**(CPU_BASE if scale == "cpu" else {}), **row.overrides,
+            overrides = {**(cpu_base(row.detector) if scale == "cpu" else {}), **row.overrides,
                          **(row.paper_overrides if scale == "paper" else {}), **(extra or {}), "seed": seed}
             cfg = build_config(detector=row.detector, profile=scale, overrides=overrides)
+            check_capabilities(cfg)
             out.append((row, SweepPoint(overrides, cfg)))
     return out
+
+
+def row_key(config: dict[str, Any] | RunConfig) -> str:
+    """A preset row's identity: the hash of its resolved config with the seed aside (seeds are its runs)."""
+    tree = to_dict(config) if isinstance(config, RunConfig) else dict(config)
+    tree.pop("seed", None)
+    return config_hash(tree)
+
+
+def row_keys(preset: Preset, *, scale: str, extra: dict[str, Any] | None = None) -> list[tuple[Row, str]]:
+    """Each row of ``preset`` at ``scale`` (with the invocation-wide ``extra`` overrides) and its :func:`row_key`."""
+    return [(row, row_key(point.config)) for row, point in resolve(preset, scale=scale, extra=extra)]
+
+
+def check_extra(preset: Preset, extra: dict[str, Any]) -> None:
+    """Refuse an invocation-wide override of a key the table's rows set: it would make the rows one run."""
+    row_set = set(preset.varies) | {k for r in preset.rows for k in (*r.overrides, *r.paper_overrides)}
+    clash = sorted(k for k in extra if k in row_set)
+    if clash:
+        raise ConfigError(f"{preset.id} varies {', '.join(clash)} row by row: do not set it for the whole preset")

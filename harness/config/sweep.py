@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import ConfigError, RunConfig, build_config, config_keys, to_dict
+from harness.config.capabilities import check_capabilities
 
 
 def config_hash(config: dict[str, Any] | RunConfig) -> str:
@@ -72,7 +73,9 @@ def expand(
     for values in itertools.product(*(grid[k] for k in keys)):
         for seed in range(seeds):
             overrides = {**(base or {}), **dict(zip(keys, values)), "seed": seed}
-            points.append(SweepPoint(overrides, build_config(detector=detector, profile=profile, overrides=overrides)))
+            cfg = build_config(detector=detector, profile=profile, overrides=overrides)
+            check_capabilities(cfg)  # refused before the first run, not at the point that sets it
+            points.append(SweepPoint(overrides, cfg))
     return points
 
 

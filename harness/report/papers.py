@@ -1,10 +1,14 @@
 """Against the papers: every row of published.csv beside our measured analogue.
 
-An analogue is the mean over the runs of one group (detector, backbone, dataset,
-device) of the same quantity, converted to the paper's unit. When several groups
-qualify, the closest setting wins (same backbone, then same kind of data, then
-same kind of device, then more runs). Every difference of setting is spelled
-out; rows without an analogue say why.
+A published row of a table that a preset reproduces is paired with the runs of
+the preset row that names it (``Row.published``, matched by config: see
+:mod:`.preset_rows`), in the test pass it names (main, unshared step 2, SVD),
+never with a mean over runs of other settings; a row of such a table that no
+preset row names says so. Other published rows (tables no preset covers) are
+paired with one config's runs (mean over seeds, same config otherwise) of the
+same quantity: the closest setting wins (same backbone, then same kind of data,
+then same kind of device, then more runs). Every difference of setting is
+spelled out; rows without an analogue say why.
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ import pandas as pd
 
 from .blocks import DASH, Note, Section, Table, display_frame, fmt_num
 from .published import COMPARISONS, SOURCE_COLUMNS, detectors_for
+from .preset_rows import PresetTable, RowRuns, preset_tables
 from .records import RecordSet, detector_label, num
-from .sections import group_name, iter_groups, mean_std
+from .sections import GROUP_KEYS, group_name, iter_groups, mean_std
 from .speed import measured_speedups
 
 _PCT = {"mAP": "map50_voc07", "AP@0.5": "coco_ap50", "AP@[.5:.95]": "coco_ap"}
@@ -89,7 +94,90 @@ def _differences(key: tuple, g: pd.DataFrame, row: pd.Series) -> list[str]:
     return parts
 
 
-def _analogue(row: pd.Series, ok: pd.DataFrame, speedups: list[dict]) -> dict[str, Any]:
+def _published_key(row: pd.Series) -> str:
+    return " · ".join(str(x) for x in (row["method"], row["setting"]) if x)
+
+
+def _preset_candidates(row: pd.Series, tables: list[PresetTable]) -> tuple[list[tuple[PresetTable, RowRuns, str]],
+                                                                         list[str]]:
+    """(preset rows naming this published row, with their pass; ids of presets reproducing its table)."""
+    from harness.config.presets import PRESETS
+
+    covering = [p.id for p in PRESETS if (p.paper, p.table) == (row["paper"], row["table"])]
+    hits = []
+    for t in tables:
+        p = t.preset
+        if p is None or p.id not in covering:
+            continue
+        for r in t.rows:
+            if _published_key(row) in r.published:
+                hits.append((t, r, r.published[_published_key(row)]))
+    return hits, covering
+
+
+_PASS_COLS = {"main": ("map50_voc07", "test_s_median"), "unshared": ("map50_voc07_unshared", None),
+              "svd": ("map50_voc07_svd", "test_s_median_svd")}
+
+
+def _row_values(row: pd.Series, t: PresetTable, r: RowRuns, which: str) -> tuple[list[float], str] | None:
+    """Per-run values of preset row ``r`` in test pass ``which``, in the published row's unit."""
+    ok = r.ok
+    metric, unit = row["metric"], row["unit"]
+    map_col, test_col = _PASS_COLS.get(which, _PASS_COLS["main"])
+    if metric in _PCT and unit == "%":
+        col = _PCT[metric] if which == "main" else map_col
+        return [100 * v for v in ok[col] if num(v) is not None], col
+    if metric.endswith("speedup") and test_col:
+        base = [x for x in t.rows if x.detector == "rcnn" and not x.ok.empty]
+        if not base:
+            return [], "speed-up over the table's R-CNN row"
+        slow, _, _ = mean_std(base[0].ok["test_s_median"])
+        vals = [slow / v for v in ok[test_col] if num(v) and slow is not None]
+        return vals, f"R-CNN row's test time / {test_col}"
+    if "time" in metric and which == "svd" and test_col and unit in _TIME_SCALE:
+        return [v * _TIME_SCALE[unit] for v in ok[test_col] if num(v) is not None], "timing.svd.test_s_per_img"
+    return _values(ok, row)
+
+
+def _preset_analogue(row: pd.Series, tables: list[PresetTable]) -> dict[str, Any] | None:
+    """The analogue from the preset row that names ``row``; None when no preset reproduces its table."""
+    hits, covering = _preset_candidates(row, tables)
+    if not hits:
+        if not covering:
+            return None
+        from harness.config.presets import BY_ID
+
+        named = [pid for pid in covering if any(_published_key(row) in r.published for r in BY_ID[pid].rows)]
+        if named:
+            return {"ours": f"no analogue yet: no run of preset {named[0]} (harness reproduce {named[0]})"}
+        return {"ours": f"no analogue: preset {covering[0]} has no row for this one"}
+    # a row with ok runs first, then the paper scale, then more runs
+    hits.sort(key=lambda h: (h[1].ok.empty, h[0].scale != "paper", -len(h[1].ok)))
+    t, r, which = hits[0]
+    where = f"{t.preset_id} · {r.label} ({t.scale} scale)"
+    if r.ok.empty:
+        state = "not run" if r.runs.empty else ", ".join(sorted(set(r.runs["status"])))
+        return {"ours": f"no analogue yet: {where}: {state} (harness reproduce {t.preset_id})"}
+    got = _row_values(row, t, r, which)
+    if got is None:
+        return {"ours": f"no analogue: our records do not measure {row['metric']}"}
+    vals, col = got
+    mean, std, n = mean_std(vals)
+    if mean is None:
+        return {"ours": f"no analogue yet: {where} recorded no {col}"}
+    unit = row["unit"]
+    ours = f"{fmt_num(mean)}{' ± ' + fmt_num(std) if n > 1 and std is not None else ''} {unit}".strip()
+    first = r.ok.iloc[0]
+    key = (first["detector"], first["backbone"], first["dataset"], first["device_name"])
+    return {"ours": ours, "ours_value": mean, "ours_field": col, "runs": str(n), "group": where,
+            "differences": _differences(key, r.ok, row)}
+
+
+def _analogue(row: pd.Series, ok: pd.DataFrame, speedups: list[dict],
+              tables: list[PresetTable] | None = None) -> dict[str, Any]:
+    from_preset = _preset_analogue(row, tables or [])
+    if from_preset is not None:
+        return from_preset
     method = row["method"]
     if "speedup" in row["metric"]:
         comp = [c for c in COMPARISONS if method in c[0] or
@@ -115,7 +203,8 @@ def _analogue(row: pd.Series, ok: pd.DataFrame, speedups: list[dict]) -> dict[st
         return {"ours": f"no analogue yet: no successful "
                         f"{' or '.join(detector_label(d) for d in dets)} run"}
     best = None
-    for key, g in iter_groups(cand):
+    for key, g in iter_groups(cand, GROUP_KEYS + ["row_key"]):  # one config per group: seeds are its runs
+        key = key[:4]
         got = _values(g, row)
         if got is None:
             return {"ours": f"no analogue: our records do not measure {row['metric']}"}
@@ -153,7 +242,8 @@ def against_papers(rs: RecordSet, published: pd.DataFrame) -> Section:
                   "differences are spelled out per row.")
     ok = rs.ok
     speedups = measured_speedups(ok) if not ok.empty else []
-    analogues = [_analogue(row, ok, speedups) for _, row in published.iterrows()]
+    tables = preset_tables(rs.latest)
+    analogues = [_analogue(row, ok, speedups, tables) for _, row in published.iterrows()]
     lists = [a["differences"] for a in analogues if a.get("differences")]
     common = [d for d in lists[0] if all(d in other for other in lists)] if lists else []
     rows, data = [], []

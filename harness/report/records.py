@@ -202,6 +202,8 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "preset": text(rec.get("preset")),
         "preset_row": text(rec.get("preset_row")),
         "scale": text(rec.get("scale")),
+        "preset_overrides": rec.get("preset_overrides") if isinstance(rec.get("preset_overrides"), dict) else None,
+        "row_key": _row_key(rec.get("config")),
         "git_sha": text(rec.get("git_sha")),
         "device_type": text(get(rec, "device", "type")),
         "device_name": text(get(rec, "device", "name")),
@@ -214,6 +216,12 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "coco_ap_small": num(metrics.get("coco_ap_small")),
         "coco_ap_medium": num(metrics.get("coco_ap_medium")),
         "coco_ap_large": num(metrics.get("coco_ap_large")),
+        # the other test passes: alternating's step-2 system (Faster R-CNN Table 3), truncated SVD (Fast R-CNN 3.1)
+        "map50_voc07_unshared": num(get(rec, "metrics_unshared", "map50_voc07")),
+        "map50_voc07_svd": num(get(rec, "metrics_svd", "map50_voc07")),
+        "test_s_median_svd": num(get(timing, "svd", "test_s_per_img", "median")),
+        "head_s": num(get(rec, "svd", "head_s_per_img", "without_svd")),
+        "head_s_svd": num(get(rec, "svd", "head_s_per_img", "with_svd")),
         "train_s": num(timing.get("train_s")),
         "train_iters": num(timing.get("train_iters")),
         "test_images": num(timing.get("test_images")),
@@ -245,6 +253,15 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "config_flat": flatten_config(rec.get("config")),
     }
     return row
+
+
+def _row_key(config: Any) -> str | None:
+    """The preset-row identity of a record's config (its hash, seed aside); None without a config."""
+    if not isinstance(config, dict) or not config:
+        return None
+    from harness.config.presets import row_key
+
+    return row_key(config)
 
 
 def load_side_records(path: Path) -> tuple[list[SideRecord], list[Skipped]]:

@@ -1,37 +1,35 @@
-"""Reproductions: each preset run (``harness reproduce``) as our table beside the paper's.
+"""Reproductions: each preset's table (``harness reproduce``) as ours beside the paper's.
 
-Rows of our table are the preset's rows (``preset_row`` in the records), averaged
-over seeds; the published rows of the same paper and table follow, and the
-differences of setting (device, backbone, data, init, scale) are spelled out.
-
-Every row of the preset is listed, with a status: ``ok`` (with how many of its
-runs failed, if any), ``failed: <reason>`` or ``interrupted`` when it has runs but
-none ok (the last run's status and reason), ``not run`` when it has none. A row
-that failed is never shown as missing.
+A run belongs to every preset row whose resolved config it matches, seeds aside
+(:mod:`.preset_rows`), so a run shared by two tables shows in both and every
+row of a table is listed: with its numbers (mean over seeds), or as failed,
+interrupted or not run. Everything a row's runs recorded is shown: the main
+test pass, the unshared step-2 system of alternating training (Faster R-CNN
+Table 3), the truncated-SVD pass (Fast R-CNN Table 4: mAP, test and head time,
+and the test speed-up over the table's R-CNN row with and without it) and the
+training stages (stage-wise, alternating, R-CNN). The published rows of the
+same paper and table follow, and the differences of setting are spelled out.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from .blocks import DASH, Note, Section, Table, display_frame, fmt_num, fmt_pm
+from .blocks import DASH, Note, Section, Table, display_frame, fmt_num, fmt_pm, fmt_ratio
+from .preset_rows import PresetTable, RowRuns, preset_tables
 from .records import RecordSet
 from .sections import mean_std
 
 
-def _preset_meta(preset_id: str) -> tuple[str, str, str, str]:
-    """(paper, table, title, note) of a preset, or blanks for an unknown (older/newer) id."""
-    from harness.config.presets import BY_ID
-
-    p = BY_ID.get(preset_id)
-    return (p.paper, p.table, p.title, p.note) if p else ("", "", preset_id, "")
-
-
-def _preset_rows(preset_id: str) -> list[tuple[str, str]]:
-    """(label, detector) of every row of a known preset, in its order."""
-    from harness.config.presets import BY_ID
-
-    p = BY_ID.get(preset_id)
-    return [(row.label, row.detector) for row in p.rows] if p else []
+def _settings(g: pd.DataFrame) -> str:
+    parts = []
+    for col, label in (("device_name", "device"), ("backbone", "backbone"), ("dataset", "data"),
+                       ("init_kind", "init"), ("profile", "scale")):
+        values = sorted({str(v) for v in g.get(col, pd.Series(dtype=object)).dropna()})
+        if values:
+            parts.append(f"{label}: {', '.join(values)}")
+    return "; ".join(parts)
 
 
 def _short(reason: object, limit: int = 80) -> str:
@@ -39,81 +37,125 @@ def _short(reason: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _status(runs: pd.DataFrame) -> str:
-    """The status of one preset row from all its runs (the last record of each run id)."""
-    ok = runs[runs["status"] == "ok"]
-    bad = runs[runs["status"] != "ok"]
+def _status(r: RowRuns) -> str:
+    """``ok``, ``ok (1 of 2 runs failed)``, ``failed: <reason>``, ``interrupted`` or ``not run``."""
+    runs = r.runs
+    if runs.empty:
+        return "not run"
+    ok, bad = runs[runs["status"] == "ok"], runs[runs["status"] != "ok"]
     if not ok.empty:
         return "ok" if bad.empty else f"ok ({len(bad)} of {len(runs)} runs {'/'.join(sorted(set(bad['status'])))})"
-    last = runs.iloc[-1]
+    last = runs.sort_values("_order").iloc[-1]
     reason = _short(last.get("reason"))
     return f"{last['status']}: {reason}" if reason and last["status"] != "interrupted" else str(last["status"])
 
 
-def _settings(g: pd.DataFrame) -> str:
-    parts = []
-    for col, label in (("device_name", "device"), ("backbone", "backbone"), ("dataset", "data"),
-                       ("init_kind", "init"), ("scale", "scale")):
-        values = sorted({str(v) for v in g.get(col, pd.Series(dtype=object)).dropna()})
-        if values:
-            parts.append(f"{label}: {', '.join(values)}")
-    return "; ".join(parts)
+def _ms(v: float | None) -> str:
+    return fmt_num(1000 * v) if v is not None else DASH
 
 
-def _our_table(preset_id: str, runs: pd.DataFrame) -> Table:
-    """One line per preset row: its ok runs' figures, or why it has none."""
+def row_values(r: RowRuns) -> dict[str, Any]:
+    """Means over the ok runs of a row, of every value the report shows."""
+    ok = r.ok
+    out: dict[str, Any] = {"runs": len(ok)}
+    for col in ("map50_voc07", "map50_area", "test_s_median", "train_s", "map50_voc07_unshared",
+                "map50_voc07_svd", "test_s_median_svd", "head_s", "head_s_svd"):
+        mean, std, n = mean_std(ok[col]) if col in ok else (None, None, 0)
+        out[col], out[col + "_std"], out[col + "_n"] = mean, std, n
+    stages: dict[str, list[float]] = {}
+    for st in ok.get("train_stages", []):
+        for name, v in (st or {}).items():
+            stages.setdefault(name, []).append(v)
+    out["train_stages"] = {k: sum(v) / len(v) for k, v in stages.items()}
+    return out
+
+
+def _our_table(name: str, t: PresetTable) -> Table:
+    values = [row_values(r) for r in t.rows]
+    has = {col: any(v[col] is not None for v in values)
+           for col in ("map50_voc07_unshared", "map50_voc07_svd", "head_s_svd")}
+    has["train_stages"] = any(v["train_stages"] for v in values)
+    rcnn = [v for r, v in zip(t.rows, values) if r.detector == "rcnn" and v["test_s_median"]]
+    rcnn_test = rcnn[0]["test_s_median"] if rcnn else None
     rows, data = [], []
-    groups = {str(label): r for label, r in runs.groupby("preset_row", sort=False, dropna=False)}
-    known = _preset_rows(preset_id)
-    order = [label for label, _ in known] + [label for label in groups if label not in dict(known)]
-    for label in order:
-        r = groups.get(label)
-        detector = dict(known).get(label) if r is None else str(r["detector"].iloc[0])
-        status = "not run" if r is None else _status(r)
-        ok = r[r["status"] == "ok"] if r is not None else runs.iloc[0:0]
-        m07 = mean_std(ok["map50_voc07"])
-        area = mean_std(ok["map50_area"])
-        test = mean_std(ok["test_s_median"])
-        train = mean_std(ok["train_s"])
-        rows.append({
-            "Row": label, "Detector": str(detector), "Status": status, "Runs": str(len(ok)),
-            "VOC07 mAP50 (%)": fmt_pm(*m07), "area mAP50 (%)": fmt_pm(*area),
-            "test (ms/img)": fmt_num(1000 * test[0]) if test[0] is not None else DASH,
-            "train (s)": fmt_num(train[0]),
-        })
-        data.append({"preset": preset_id, "row": label, "detector": detector, "status": status, "runs": len(ok),
-                     "map50_voc07_mean": m07[0], "map50_voc07_std": m07[1], "map50_area_mean": area[0],
-                     "test_s_median_mean": test[0], "train_s_mean": train[0]})
-    cols = list(rows[0]) if rows else ["Row"]
-    return Table(f"reproduce_{preset_id}", "Ours", display_frame(rows, cols), pd.DataFrame(data),
-                 caption="Mean over the ok runs' seeds (± one standard deviation when there is more than one). "
-                         "Status: ok; failed or interrupted (no ok run; the last run's reason); not run.")
+    for r, v in zip(t.rows, values):
+        shown: dict[str, str] = {"Row": r.label + (" (matched by tag)" if r.by_tag else ""),
+                                 "Detector": r.detector, "Status": _status(r), "Runs": str(v["runs"])}
+        shown["VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07"], v["map50_voc07_std"], v["map50_voc07_n"])
+        shown["area mAP50 (%)"] = fmt_pm(v["map50_area"], v["map50_area_std"], v["map50_area_n"])
+        if has["map50_voc07_unshared"]:
+            shown["unshared, step 2: VOC07 mAP50 (%)"] = fmt_pm(
+                v["map50_voc07_unshared"], v["map50_voc07_unshared_std"], v["map50_voc07_unshared_n"])
+        shown["test (ms/img)"] = _ms(v["test_s_median"])
+        if has["map50_voc07_svd"] or has["head_s_svd"]:
+            shown["SVD: VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07_svd"], v["map50_voc07_svd_std"],
+                                                   v["map50_voc07_svd_n"])
+            shown["SVD: test (ms/img)"] = _ms(v["test_s_median_svd"])
+            shown["head (ms/img): without → with SVD"] = (
+                f"{_ms(v['head_s'])} → {_ms(v['head_s_svd'])}" if v["head_s_svd"] is not None else DASH)
+        speedup = speedup_svd = None
+        if rcnn_test is not None and r.detector != "rcnn":
+            speedup = rcnn_test / v["test_s_median"] if v["test_s_median"] else None
+            speedup_svd = rcnn_test / v["test_s_median_svd"] if v["test_s_median_svd"] else None
+            shown["test speed-up over R-CNN"] = fmt_ratio(speedup)
+            if has["map50_voc07_svd"]:
+                shown["with SVD"] = fmt_ratio(speedup_svd)
+        shown["train (s)"] = fmt_num(v["train_s"])
+        if has["train_stages"]:
+            shown["train stages (s)"] = " · ".join(f"{k} {fmt_num(s)}" for k, s in v["train_stages"].items()) \
+                or DASH
+        rows.append(shown)
+        data.append({"preset": t.preset_id, "scale": t.scale, "row": r.label, "detector": r.detector,
+                     "status": _status(r), "runs": v["runs"], "matched_by_tag": r.by_tag,
+                     "map50_voc07_mean": v["map50_voc07"], "map50_voc07_std": v["map50_voc07_std"],
+                     "map50_area_mean": v["map50_area"], "test_s_median_mean": v["test_s_median"],
+                     "train_s_mean": v["train_s"], "map50_voc07_unshared_mean": v["map50_voc07_unshared"],
+                     "map50_voc07_svd_mean": v["map50_voc07_svd"], "test_s_median_svd_mean": v["test_s_median_svd"],
+                     "head_s_mean": v["head_s"], "head_s_svd_mean": v["head_s_svd"],
+                     "test_speedup_over_rcnn": speedup, "test_speedup_over_rcnn_svd": speedup_svd,
+                     **{f"train_stage_{k}_s": s for k, s in v["train_stages"].items()}})
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    caption = ("Mean over the ok runs (seeds) of each row (± one standard deviation when there is more than one). "
+               "Status: ok; failed or interrupted (no ok run; the last run's reason); not run. A run counts for "
+               "every row whose config it matches, seeds aside, whichever preset ran it.")
+    if rcnn_test is not None:
+        caption += " Speed-ups: the R-CNN row's median test time over this row's (the paper's: Published, below)."
+    return Table(name, f"Ours ({t.scale} scale)", display_frame(rows, columns), pd.DataFrame(data), caption=caption)
 
 
-def _published_table(preset_id: str, paper: str, table: str, published: pd.DataFrame) -> Table | None:
+def _published_table(name: str, paper: str, table: str, published: pd.DataFrame) -> Table | None:
     rows = published[(published["paper"] == paper) & (published["table"] == table)]
     if rows.empty:
         return None
     cols = ["method", "setting", "backbone", "train_data", "test_data", "metric", "value", "unit"]
     cols = [c for c in cols if c in rows.columns]
     shown = rows[cols].rename(columns=str.capitalize)
-    return Table(f"reproduce_{preset_id}_published", f"Published: {paper}, {table}",
+    return Table(f"{name}_published", f"Published: {paper}, {table}",
                  display_frame(shown.to_dict("records"), list(shown.columns)), rows[cols].reset_index(drop=True))
 
 
 def reproductions(rs: RecordSet, published: pd.DataFrame) -> Section:
     sec = Section("Reproductions", "reproductions",
-                  intro="Runs made with `harness reproduce PRESET`: our table beside the paper's.")
-    df = rs.latest  # every status: a failed or interrupted row is listed as such
-    if "preset" not in df.columns or df["preset"].dropna().empty:
+                  intro="The papers' tables as presets (`harness reproduce PRESET`): our table beside the paper's. "
+                        "A row is a config: a run shows under every preset row it matches (seeds aside).")
+    tables = preset_tables(rs.latest)
+    if not tables:
         sec.add(Note("No preset runs yet: `harness reproduce --list` shows the papers' tables as presets."))
         return sec
-    for preset_id, everything in df[df["preset"].notna()].groupby("preset", sort=True):
-        g = everything[everything["status"] == "ok"]
-        paper, table, title, note = _preset_meta(str(preset_id))
-        sec.add(Note(f"{preset_id}: {paper} {table}: {title}".strip()))
-        sec.add(_our_table(str(preset_id), everything))
-        sec.add(_published_table(str(preset_id), paper, table, published))
-        sec.add(Note(f"Our setting: {_settings(g if not g.empty else everything)}. The papers: VOC data, ImageNet-initialised backbones, "
-                     f"GPUs of 2014-2015 (see each row's backbone).{' ' + note if note else ''}"))
+    names: dict[str, int] = {}
+    for t in tables:
+        p = t.preset
+        paper, table, title, note = (p.paper, p.table, p.title, p.note) if p else ("", "", t.preset_id, "")
+        n = names[t.preset_id] = names.get(t.preset_id, 0) + 1
+        name = f"reproduce_{t.preset_id}" + (f"_{n}" if n > 1 else "")
+        extra = ", ".join(f"{k}={v}" for k, v in t.extra.items())
+        sec.add(Note(f"{t.preset_id}: {paper} {table}: {title} ({t.scale} scale"
+                     + (f"; for every run: {extra}" if extra else "") + ")"))
+        sec.add(_our_table(name, t))
+        if n == 1:
+            sec.add(_published_table(name, paper, table, published))
+        runs = t.runs
+        setting = _settings(runs[runs["status"] == "ok"]) if not runs.empty else ""
+        sec.add(Note(f"Our setting: {setting or 'no ok run yet'}. The papers: VOC data, ImageNet-initialised "
+                     f"backbones, GPUs of 2014-2015 (see each row's backbone).{' ' + note if note else ''}"))
     return sec

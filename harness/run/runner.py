@@ -17,6 +17,7 @@ import torch
 
 from harness import data as data_layer
 from harness.config import RunConfig, to_dict
+from harness.config.capabilities import check_capabilities
 from harness.data.imageio import require_image_files
 from harness.evaluation.coco import write_coco_results
 from harness.evaluation.detection import evaluate_detections
@@ -199,8 +200,9 @@ def _blame_peers(record: dict[str, Any], peers: list[str]) -> None:
 
 
 def check_run(cfg: RunConfig, *, resuming: bool = False) -> None:
-    """Everything about ``cfg`` that can be refused before any work: the (detector, scheme) pair, the extra
-    test passes it asks for, and what several processes cannot train. Raises :class:`ConfigError`."""
+    """Everything about ``cfg`` that can be refused before any work: keys its detector cannot honour, the
+    (detector, scheme) pair, the extra test passes it asks for, and what several processes cannot train. Raises :class:`ConfigError`."""
+    check_capabilities(cfg)
     fit_function(cfg, resuming=resuming)
     wanted_passes(cfg)
     if distributed.from_env().active:
@@ -218,6 +220,7 @@ def _train_and_test(
     tensorboard: Path | None = None,
 ) -> None:
     """Train and test; a torchrun rank other than 0 returns after training."""
+    check_capabilities(cfg)  # sweeps and presets come here without check_run
     fit = fit_function(cfg, resuming=resume is not None)
     passes = wanted_passes(cfg)
     train_set, test_set = build_datasets(cfg)

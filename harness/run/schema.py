@@ -63,6 +63,7 @@ class RunRecord(Envelope, total=False):
     preset: str  # reproduce: preset id, row label and scale
     preset_row: str
     scale: str
+    preset_overrides: dict[str, Any]  # reproduce: the invocation-wide overrides (--dataset, --weights, --set)
 
 
 class BenchRecord(Envelope, total=False):
