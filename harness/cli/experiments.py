@@ -54,46 +54,62 @@ def sweep(
         raise typer.Exit(1)
 
 
+DEFAULT_SEEDS = {"cpu": 3, "paper": 1}  # cpu scale: enough seeds for a 95 % interval per row
+
+
 def reproduce(
     table: Optional[str] = typer.Argument(None, help="Preset id (see --list)."),
     list_: bool = typer.Option(False, "--list", help="List the presets."),
+    all_: bool = typer.Option(False, "--all", help="Every preset, one after the other, into one results folder "
+                                                   "(resumable: run the same command again after a stop)."),
     scale: Profile = typer.Option("cpu", help="cpu: reduced, runs on 2 CPU cores; paper: the papers' settings."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset for every run (default: synthetic)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset for every run (default: the scale's)."),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights file (paper scale needs ImageNet weights)."),
-    seeds: int = typer.Option(1, min=1, help="Seeds per row."),
+    seeds: Optional[int] = typer.Option(None, min=1, help="Seeds per row (default: 3 at cpu scale, for the "
+                                                          "report's 95 % intervals and verdicts; 1 at paper scale)."),
     results: Path = typer.Option(Path("results")),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their configs; run nothing."),
     set_: list[str] = typer.Option([], "--set", help="key=value for every run of the preset (e.g. a smaller "
                                    "data.synthetic.train_images); not a key the table varies."),
 ) -> None:
-    """Reproduce a paper's table (or an ablation) as a set of recorded runs; resumable."""
-    from harness.config import ConfigError, parse_set_options, to_dict
-    from harness.config.presets import BY_ID, PAPER_NEEDS, PRESETS, check_extra, resolve
-    from harness.config.sweep import SweepPoint
-    from harness.run.device import resolve_device
-    from harness.run.results import (
-        append_record,
-        device_info,
-        git_sha,
-        library_versions,
-        now_iso,
-    )
-    from harness.run.runner import execute
-    from harness.run.sweep import run_sweep
+    """Reproduce a paper's table (or an ablation, or --all of them) as recorded runs; resumable."""
+    from harness.config.presets import BY_ID, PRESETS
 
-    if list_ or table is None:
+    if list_ or (table is None and not all_):
         t = Table(title="presets (harness reproduce ID)")
         for col in ("id", "paper", "table", "what", "runs", "cpu scale (min)"):
             t.add_column(col, no_wrap=col == "id")
         for p in PRESETS:
-            t.add_row(p.id, p.paper, p.table, p.title, str(len(p.rows)), f"~{p.cpu_minutes():.0f}")
+            t.add_row(p.id, p.paper, p.table, p.title, str(len(p.rows)),
+                      f"~{p.cpu_minutes(DEFAULT_SEEDS['cpu']):.0f}")
         out.print(t)
         if table is None and not list_:
             raise typer.Exit(2)
         return
-    if table not in BY_ID:
+    if all_ and table is not None:
+        fail("give a preset id or --all, not both")
+    if table is not None and table not in BY_ID:
         fail(f"unknown preset {table!r}; `harness reproduce --list` shows them")
-    preset = BY_ID[table]
+    n_seeds = seeds if seeds is not None else DEFAULT_SEEDS[scale.value]
+    failed = 0
+    for preset in (PRESETS if all_ else (BY_ID[table],)):
+        counts = _reproduce_preset(preset, scale.value, n_seeds, dataset, weights, set_, results, dry_run)
+        failed += counts.get("failed", 0)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weights: Path | None,
+                      set_: list[str], results: Path, dry_run: bool) -> dict[str, int]:
+    """Run (or list) one preset's rows × seeds into ``results``; appends its wall time to reproduce.jsonl."""
+    from harness.config import ConfigError, parse_set_options, to_dict
+    from harness.config.presets import PAPER_NEEDS, check_extra, resolve
+    from harness.config.sweep import SweepPoint
+    from harness.run.device import resolve_device
+    from harness.run.results import append_record, now_iso, record_envelope
+    from harness.run.runner import execute
+    from harness.run.sweep import run_sweep
+
     extra: dict[str, object] = {}
     if dataset:
         extra["data.dataset"] = dataset
@@ -102,11 +118,11 @@ def reproduce(
     try:
         extra.update(parse_set_options(set_))
         check_extra(preset, extra)
-        runs = resolve(preset, scale=scale.value, seeds=seeds, extra=extra)
+        runs = resolve(preset, scale=scale, seeds=seeds, extra=extra)
     except ConfigError as err:
         fail(str(err))
     console.print(f"{preset.id}: {preset.paper} {preset.table}: {preset.title}", highlight=False)
-    if scale.value == "paper":
+    if scale == "paper":
         console.print(f"paper scale needs {PAPER_NEEDS}", highlight=False)
     else:
         console.print(f"cpu scale: expected about {preset.cpu_minutes(seeds):.0f} min on 2 CPU cores", highlight=False)
@@ -116,15 +132,15 @@ def reproduce(
         import json
 
         for row, point in runs:
-            typer.echo(json.dumps({"row": row.label, "detector": row.detector, "overrides": point.overrides,
-                                   "config": to_dict(point.config)}, default=str))
-        return
+            typer.echo(json.dumps({"preset": preset.id, "row": row.label, "detector": row.detector,
+                                   "overrides": point.overrides, "config": to_dict(point.config)}, default=str))
+        return {}
     labels = {point.key: row.label for row, point in runs}
 
     def run_one(cfg, resume=None):
         with progress_bars() as progress:
             # the tag names the preset that ran it; the report matches the run to every preset row by config
-            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale.value,
+            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale,
                     "preset_overrides": extra}
             return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
@@ -136,20 +152,18 @@ def reproduce(
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         raise typer.Exit(130)
     minutes = (time.perf_counter() - clock) / 60
-    stated = preset.cpu_minutes(seeds) if scale.value == "cpu" else None
+    stated = preset.cpu_minutes(seeds) if scale == "cpu" else None
     # One record per invocation: the preset's wall time against the time it states. Only an
     # invocation that ran every row (none skipped, none failed) says whether the preset fits.
     append_record(results / "reproduce.jsonl", {
-        "kind": "reproduce", "preset": preset.id, "scale": scale.value, "seeds": seeds, "runs": len(runs),
+        "kind": "reproduce", "preset": preset.id, "scale": scale, "seeds": seeds, "runs": len(runs),
         **counts, "complete": counts["ran"] == len(runs) and not counts["failed"],
         "wall_minutes": minutes, "stated_minutes": stated,
         # an invocation that skipped or failed rows did not time the whole preset
         "within_stated": None if stated is None or counts["ran"] != len(runs) or counts["failed"]
         else minutes <= stated,
-        "started": started, "finished": now_iso(), "git_sha": git_sha(), "versions": library_versions(),
-        "device": device_info(resolve_device("auto")), "dataset": dataset or "synthetic"})
+        **record_envelope(started, resolve_device("auto")), "dataset": runs[0][1].config.data.dataset})
     console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
                   f"in {minutes:.1f} min" + (f" (stated ~{stated:.0f} min)" if stated else "")
                   + "; `harness report` shows our table beside the paper's")
-    if counts["failed"]:
-        raise typer.Exit(1)
+    return counts
