@@ -17,6 +17,7 @@ from . import markdown as md_out
 from .ablations import ablations
 from .benchmarks import benchmarks
 from .blocks import Note, Section, slug
+from .claims import claims
 from .gallery import detections
 from .papers import against_papers
 from .published import load_published
@@ -40,6 +41,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Benchmarks", lambda rs, pub: benchmarks(rs)),
     ("Against the papers", against_papers),
     ("Reproductions", reproductions),
+    ("Claims", lambda rs, pub: claims(rs)),
     ("Ablations", lambda rs, pub: ablations(rs)),
     ("Provenance", lambda rs, pub: provenance(rs)),
 ]

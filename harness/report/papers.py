@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from .blocks import DASH, Note, Section, Table, display_frame, fmt_num
-from .published import COMPARISONS, SOURCE_COLUMNS, detectors_for
 from .preset_rows import PresetTable, RowRuns, preset_tables
+from .published import COMPARISONS, SOURCE_COLUMNS, detectors_for
 from .records import RecordSet, detector_label, num
 from .sections import GROUP_KEYS, group_name, iter_groups, mean_std
 from .speed import measured_speedups

@@ -16,10 +16,20 @@ from typing import Any
 
 import pandas as pd
 
-from .blocks import DASH, Note, Section, Table, display_frame, fmt_num, fmt_pm, fmt_ratio
+from .blocks import (
+    DASH,
+    Note,
+    Section,
+    Table,
+    display_frame,
+    fmt_num,
+    fmt_pm,
+    fmt_ratio,
+)
 from .preset_rows import PresetTable, RowRuns, preset_tables
 from .records import RecordSet
 from .sections import mean_std
+from .verdicts import interval
 
 
 def _settings(g: pd.DataFrame) -> str:
@@ -81,7 +91,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
     for r, v in zip(t.rows, values):
         shown: dict[str, str] = {"Row": r.label + (" (matched by tag)" if r.by_tag else ""),
                                  "Detector": r.detector, "Status": _status(r), "Runs": str(v["runs"])}
-        shown["VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07"], v["map50_voc07_std"], v["map50_voc07_n"])
+        ci = interval(r.ok["map50_voc07"].dropna()) if "map50_voc07" in r.ok else None
+        shown["VOC07 mAP50 (%), mean ± 95 % CI"] = ci.text(100) if ci is not None else DASH
         shown["area mAP50 (%)"] = fmt_pm(v["map50_area"], v["map50_area_std"], v["map50_area_n"])
         if has["map50_voc07_unshared"]:
             shown["unshared, step 2: VOC07 mAP50 (%)"] = fmt_pm(
@@ -108,6 +119,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
         data.append({"preset": t.preset_id, "scale": t.scale, "row": r.label, "detector": r.detector,
                      "status": _status(r), "runs": v["runs"], "matched_by_tag": r.by_tag,
                      "map50_voc07_mean": v["map50_voc07"], "map50_voc07_std": v["map50_voc07_std"],
+                     "map50_voc07_ci_low": ci.low if ci is not None and ci.known else None,
+                     "map50_voc07_ci_high": ci.high if ci is not None and ci.known else None,
                      "map50_area_mean": v["map50_area"], "test_s_median_mean": v["test_s_median"],
                      "train_s_mean": v["train_s"], "map50_voc07_unshared_mean": v["map50_voc07_unshared"],
                      "map50_voc07_svd_mean": v["map50_voc07_svd"], "test_s_median_svd_mean": v["test_s_median_svd"],
@@ -115,7 +128,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
                      "test_speedup_over_rcnn": speedup, "test_speedup_over_rcnn_svd": speedup_svd,
                      **{f"train_stage_{k}_s": s for k, s in v["train_stages"].items()}})
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    caption = ("Mean over the ok runs (seeds) of each row (± one standard deviation when there is more than one). "
+    caption = ("VOC07 mAP50: mean over the ok runs (seeds) of each row ± the half-width of its 95 % confidence "
+               "interval (Student's t; n = runs); other columns: mean ± one standard deviation. "
                "Status: ok; failed or interrupted (no ok run; the last run's reason); not run. A run counts for "
                "every row whose config it matches, seeds aside, whichever preset ran it.")
     if rcnn_test is not None:

@@ -59,8 +59,9 @@ def test_a_run_counts_for_every_row_it_matches_and_failed_rows_are_listed(tmp_pa
 
     page = build_report(results, tmp_path / "out", fmt="md").read_text(encoding="utf-8")
     section = page[page.index("## Reproductions"):]
-    assert "| Faster R-CNN (RPN) | faster | ok | 2 | 70.0 ± 14.1 |" in section
-    assert "| lambda 10 | faster | ok | 2 | 70.0 ± 14.1 |" in section
+    # two seeds, 0.6 and 0.8: mean 70.0, 95 % CI half-width t(1) * sd / sqrt(2) = 12.706 * 0.1414 / 1.414 = 127.1
+    assert "| Faster R-CNN (RPN) | faster | ok | 2 | 70.0 ± 127.1 (n=2) |" in section
+    assert "| lambda 10 | faster | ok | 2 | 70.0 ± 127.1 (n=2) |" in section
     assert "| lambda 1 | faster | not run | 0 |" in section
     assert "| Fast R-CNN + selective search | fast | failed: disk full | 0 |" in section
 

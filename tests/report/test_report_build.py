@@ -15,7 +15,7 @@ from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
 SECTIONS = ["Summary", "Speed", "Accuracy", "Detections", "Training", "Storage", "Benchmarks",
-            "Against the papers", "Reproductions", "Ablations", "Provenance"]
+            "Against the papers", "Reproductions", "Claims", "Ablations", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
@@ -161,7 +161,7 @@ def test_reproductions_show_our_table_beside_the_papers(tmp_path):
     page = build_report(tmp_path / "res", tmp_path / "out").read_text(encoding="utf-8")
     section = page[page.index("<h2>Reproductions</h2>"):]
     assert "faster-table9" in section and "lambda 10" in section
-    assert "75.0 ± 1.4" in section  # our lambda-10 row over two seeds
+    assert "75.0 ± 12.7 (n=2)" in section  # lambda-10 over two seeds: 95 % CI half-width 12.706 * 0.01414 / 1.414
     assert "Published: Faster R-CNN (NIPS 2015), Table 9" in section
     ours = (tmp_path / "out" / "reproduce_faster-table9.csv").read_text()
     assert "lambda 1," in ours and "lambda 10," in ours

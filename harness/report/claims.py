@@ -1,0 +1,64 @@
+"""Claims: each preset's paper claims (:mod:`harness.config.preset_claims`) with our verdict.
+
+For every preset table that has runs (:mod:`.preset_rows`), each claim is judged from the rows' ok runs,
+one value per seed, as mean ± 95 % confidence interval (:mod:`.verdicts`): reproduced in direction,
+contradicted, inconclusive (the intervals overlap, or too few seeds), or not testable at this scale (why).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from harness.config.claims import Claim, Ratio, rows_named
+from harness.config.preset_claims import CLAIMS
+
+from .blocks import Note, Section, Table, display_frame
+from .preset_rows import PresetTable, preset_tables
+from .records import RecordSet
+from .verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED, judge
+
+# ``row@what``: which column of a row's runs a reference reads (default: the claim's metric)
+REFERENCE_COLUMNS = {
+    "map50_voc07": "map50_voc07", "unshared": "map50_voc07_unshared", "svd": "map50_voc07_svd",
+    "svm": "map50_voc07_svm", "test_s": "test_s_median", "train_s": "train_s",
+}
+VERDICT_ORDER = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
+
+
+def reference_values(table: PresetTable, ref: str, metric: str) -> list[float]:
+    """One value per ok run of the row ``ref`` names (``label`` or ``label@what``)."""
+    label, _, what = ref.partition("@")
+    column = REFERENCE_COLUMNS[what or metric]
+    for row in table.rows:
+        if row.label == label and column in row.ok:
+            return [float(v) for v in row.ok[column] if v is not None and not pd.isna(v)]
+    return []
+
+
+def claim_values(table: PresetTable, claim: Claim) -> dict[str, Sequence[float]]:
+    metric = "test_s" if isinstance(claim, Ratio) and claim.metric == "test_s" else getattr(claim, "metric", "")
+    return {ref: reference_values(table, ref, metric) for ref in rows_named(claim)}
+
+
+def claims(rs: RecordSet) -> Section:
+    sec = Section("Claims", "claims",
+                  intro="What each paper claims, tested on our runs of its preset: mean ± 95 % confidence interval "
+                        "over seeds (Student's t). Reproduced in direction: the intervals are apart the paper's way; "
+                        "contradicted: apart the other way; inconclusive: they overlap (or fewer than 2 seeds).")
+    rows, data = [], []
+    for table in preset_tables(rs.latest):
+        for claim in CLAIMS.get(table.preset_id, ()):
+            verdict = judge(claim, claim_values(table, claim), table.scale)
+            rows.append({"Preset": table.preset_id, "Scale": table.scale, "Claim": claim.text,
+                         "Verdict": verdict.verdict, "Ours (mean ± 95 % CI, VOC07 mAP50 % or s)": verdict.detail})
+            data.append({"preset": table.preset_id, "scale": table.scale, "claim": claim.text,
+                         "verdict": verdict.verdict, "detail": verdict.detail})
+    if not rows:
+        sec.add(Note("No preset runs yet: `harness reproduce --all` runs every preset, 3 seeds per row at cpu scale."))
+        return sec
+    counts = pd.Series([r["Verdict"] for r in rows]).value_counts()
+    sec.add(Note("; ".join(f"{v}: {int(counts[v])}" for v in VERDICT_ORDER if v in counts)))
+    sec.add(Table("claims", "The papers' claims and our verdicts", display_frame(rows, list(rows[0])),
+                  pd.DataFrame(data)))
+    return sec

@@ -1,0 +1,55 @@
+"""The Claims section: each preset's claims judged from runs matched to its rows by config, and every
+claim names rows its preset has."""
+import csv
+import json
+
+import pytest
+
+from harness.config import to_dict
+from harness.config.claims import rows_named
+from harness.config.preset_claims import CLAIMS
+from harness.config.presets import BY_ID, PRESETS, resolve
+from harness.report.build import build_report
+from harness.report.claims import REFERENCE_COLUMNS
+from harness.run.schema import SCHEMA_VERSION
+
+
+def test_every_claim_names_rows_of_its_preset():
+    assert set(CLAIMS) <= {p.id for p in PRESETS}
+    for preset_id, claims in CLAIMS.items():
+        labels = {r.label for r in BY_ID[preset_id].rows}
+        for claim in claims:
+            for ref in rows_named(claim):
+                label, _, what = ref.partition("@")
+                assert label in labels, (preset_id, claim.text, label)
+                assert not what or what in REFERENCE_COLUMNS, (preset_id, ref)
+
+
+def _record(point, row, map07, test_s):
+    return {"schema_version": SCHEMA_VERSION, "run_id": f"{row}-{point.config.seed}", "status": "ok",
+            "detector": point.config.detector, "dataset": point.config.data.dataset, "backbone": "tiny",
+            "seed": point.config.seed, "init": "random", "profile": "cpu",
+            "config": to_dict(point.config),
+            "metrics": {"map50_voc07": map07, "map50_area": map07}, "timing": {"test_s_per_img": {"median": test_s}},
+            "started": "2026-12-05T00:00:00+00:00", "finished": "2026-12-05T00:01:00+00:00",
+            "git_sha": None, "versions": {}, "device": {"type": "cpu", "name": "test", "threads": 2}}
+
+
+@pytest.mark.parametrize("values, verdict", [
+    ({"lambda 0.1": 0.70, "lambda 1": 0.800, "lambda 10": 0.801, "lambda 100": 0.802}, "reproduced in direction"),
+    ({"lambda 0.1": 0.70, "lambda 1": 0.80, "lambda 10": 0.80, "lambda 100": 0.60}, "contradicted"),
+])
+def test_lambda_insensitivity_is_judged_from_the_matched_runs(tmp_path, values, verdict):
+    preset = BY_ID["faster-table9"]
+    records = []
+    for row, point in resolve(preset, scale="cpu", seeds=3):
+        noise = 0.001 * point.config.seed
+        records.append(_record(point, row.label, values[row.label] + noise, 0.02))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_report(results, tmp_path / "out")
+    with open(tmp_path / "out" / "claims.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["preset"] == "faster-table9"]
+    assert [r["verdict"] for r in rows] == [verdict]
+    assert "(n=3)" in rows[0]["detail"]
