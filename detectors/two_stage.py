@@ -43,6 +43,9 @@ class TwoStageDetector(nn.Module):
         box_regression: ``False`` trains the classifier alone (no box loss) and tests
             with the proposals themselves as boxes: the classification-only arm of
             Fast R-CNN's multi-task vs stage-wise ablation (section 5.1).
+        test_box_regression: ``False`` trains as ``box_regression`` says but tests with
+            the proposals as boxes (bbox_pred ignored): Table 6's multi-task column
+            tested without box regression.
         score_thresh, nms_thresh, max_detections: post-processing (0.05, 0.3, 100).
         size_divisible: pad the batch to a multiple of this (the stride).
     """
@@ -58,6 +61,7 @@ class TwoStageDetector(nn.Module):
         std: tuple[float, float, float],
         box_weight: float = 1.0,
         box_regression: bool = True,
+        test_box_regression: bool = True,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.3,
         max_detections: int = 100,
@@ -70,6 +74,7 @@ class TwoStageDetector(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.box_weight, self.box_regression = box_weight, box_regression
+        self.test_box_regression = test_box_regression
         self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
         self.size_divisible = size_divisible
 
@@ -118,7 +123,7 @@ class TwoStageDetector(nn.Module):
             return losses
         with timer("head"):
             logits, deltas = self.roi_head(features, proposals)
-            if not self.box_regression:
+            if not (self.box_regression and self.test_box_regression):
                 deltas = torch.zeros_like(deltas)  # decode to the proposals unchanged
         with timer("postprocess"):
             return postprocess_detections(

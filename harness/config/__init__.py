@@ -119,6 +119,9 @@ class TestConfig:
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
     amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
+    # False: test with the proposals as boxes, ignoring the trained bbox_pred (Fast R-CNN Table 6's
+    # "multi-task training, no test-time box regression" column); fast / faster only
+    box_regression: bool = True
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.box_stage_epochs must be >= 1")
     if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
+    if not cfg.test.box_regression and cfg.detector == "rcnn":
+        raise ConfigError("test.box_regression=false is for Fast / Faster R-CNN's bbox_pred; R-CNN's class-specific "
+                          "regressors are switched off with rcnn.bbox_reg=false")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):

@@ -32,7 +32,8 @@ def build_rpn(m: ModelConfig, parts: BackboneParts) -> RegionProposalNetwork:
     )
 
 
-def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Module, num_classes: int) -> TwoStageDetector:
+def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Module, num_classes: int,
+                    *, test_box_regression: bool = True) -> TwoStageDetector:
     """Fast R-CNN's head and post-processing around any proposal source."""
     coder = BoxCoder((0.1, 0.1, 0.2, 0.2))
     head = RoIHead(
@@ -60,6 +61,7 @@ def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Mo
         std=parts.std,
         box_weight=m.box_weight,
         box_regression=not m.cls_only,
+        test_box_regression=test_box_regression,
         score_thresh=m.score_thresh,
         nms_thresh=m.nms_thresh,
         max_detections=m.max_detections,
@@ -82,7 +84,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
             source: nn.Module = PrecomputedProposals(top_n=cfg.proposals.max_proposals)
         else:
             source = build_rpn(m, parts)
-        model = build_two_stage(m, parts, source, num_classes)
+        model = build_two_stage(m, parts, source, num_classes, test_box_regression=cfg.test.box_regression)
     if m.channels_last:
         # 4-D (conv) weights only; a convolution given channels-last weights also returns its output, and so
         # the next layer's input, channels-last; values and shapes are unchanged (NCHW semantics throughout)
