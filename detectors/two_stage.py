@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .box_ops import BoxCoder
 from .proposals import ImageBatch, ProposalSource
-from .roi_heads import RoIHead, RoISampler, fast_rcnn_losses, postprocess_detections
+from .roi_heads import RoIHead, RoISampler, fast_rcnn_losses, postprocess_detections, select_detections
 
 StageTimer = Callable[[str], AbstractContextManager]
 
@@ -77,6 +77,29 @@ class TwoStageDetector(nn.Module):
         self.test_box_regression = test_box_regression
         self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
         self.size_divisible = size_divisible
+        self.svms: tuple[Tensor, Tensor, float] | None = None  # (W [K, D], b [K], feature scale): see set_svms
+
+    def set_svms(self, weight: Tensor | None, bias: Tensor | None = None, scale: float = 1.0,
+                 score_thresh: float = -1.0) -> None:
+        """Score test RoIs with per-class linear SVMs on the head's last FC features instead of the
+        softmax (Fast R-CNN Table 8); ``None`` restores the softmax. Boxes still come from bbox_pred."""
+        self.svms = None if weight is None else (weight, bias, scale)
+        self.svm_score_thresh = score_thresh
+
+    def _svm_detections(self, features: Tensor, proposals: list[Tensor], deltas: Tensor,
+                        image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        weight, bias, scale = self.svms
+        x = self.roi_head.features(features, proposals).float() * scale
+        scores_all = x @ weight.to(x).T + bias.to(x)  # [R, K]
+        boxes_all = self.box_coder.decode(torch.cat(proposals), deltas)
+        results, start = [], 0
+        for rois, size in zip(proposals, image_sizes):
+            end = start + rois.shape[0]
+            boxes = boxes_all[start:end].reshape(rois.shape[0], -1, 4)[:, 1:]
+            results.append(select_detections(boxes, scores_all[start:end], size, score_thresh=self.svm_score_thresh,
+                                             nms_thresh=self.nms_thresh, max_detections=self.max_detections))
+            start = end
+        return results
 
     def batch_images(self, images: list[Tensor]) -> ImageBatch:
         """Normalise and zero-pad ``[3, H_i, W_i]`` images into ``[B, 3, Hp, Wp]``."""
@@ -125,6 +148,8 @@ class TwoStageDetector(nn.Module):
             logits, deltas = self.roi_head(features, proposals)
             if not (self.box_regression and self.test_box_regression):
                 deltas = torch.zeros_like(deltas)  # decode to the proposals unchanged
+            if self.svms is not None:  # SVM scores and their post-processing, timed as the head
+                return self._svm_detections(features, proposals, deltas, batch.image_sizes)
         with timer("postprocess"):
             return postprocess_detections(
                 logits,

@@ -31,3 +31,78 @@ def test_test_box_regression_off_keeps_proposals_as_boxes():
 def test_test_box_regression_refused_for_rcnn():
     with pytest.raises(ConfigError, match="rcnn.bbox_reg"):
         build_config(detector="rcnn", overrides={"test.box_regression": False})
+
+
+def _props_file(tmp_path, n_train=4, n_test=2):
+    from harness.proposals.external import save_proposal_file
+
+    boxes = {f"{split}/{i}": [[0, 0, 48, 48], [10, 10, 90, 90], [30, 20, 96, 80], [5, 40, 60, 95]]
+             for split, n in (("train", n_train), ("test", n_test)) for i in range(n)}
+    path = tmp_path / "props.json"
+    save_proposal_file(path, boxes)
+    return ["--set", "proposals.source=file", "--set", f"proposals.file={path}"]
+
+
+def test_fast_svm_pass_records_svm_metrics_and_reuses_rcnn_trainer(tmp_path, tiny_run_args, monkeypatch):
+    """Fast R-CNN Table 8: the SVM pass trains through R-CNN's svms_from_cache and tests with the SVM scores."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import harness.train.fast_svm as fast_svm
+    from harness.cli import app
+
+    calls = []
+    real = fast_svm.svms_from_cache
+    monkeypatch.setattr(fast_svm, "svms_from_cache", lambda *a, **k: calls.append(a) or real(*a, **k))
+    args = ["run", "--detector", "fast", "--results", str(tmp_path / "r"), *tiny_run_args, "--set", "test.svd=false",
+            "--set", "test.svm=true", "--set", f"rcnn.cache_dir={tmp_path / 'feat'}", *_props_file(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "r" / "runs.jsonl").read_text().splitlines()[-1])
+    assert rec["status"] == "ok" and len(calls) == 1
+    svm = rec["fast_svm"]
+    assert svm["regions"] >= 4 * 4 and sum(svm["positives"]) > 0 and svm["mining"]["rounds"] >= 1
+    assert {"map50_voc07", "map50_area"} <= set(rec["metrics_svm"]) and "svm" in rec["timing"]
+    from harness.run.schema import record_problems
+    assert record_problems(rec) == []
+
+
+def test_svm_scores_replace_the_softmax():
+    """With SVMs installed, labels follow the SVM scores (one class always wins); set_svms(None) restores softmax."""
+    torch.manual_seed(0)
+    model = build_model(build_config(detector="fast", overrides={"model.nms_thresh": 1.0}), num_classes=3).eval()
+    dim = model.roi_head.cls_score.in_features
+    bias = torch.tensor([-5.0, 3.0, -5.0])  # class 2 scores 3, the others -5 (below the -1 threshold)
+    model.set_svms(torch.zeros(3, dim), bias, 1.0, score_thresh=-1.0)
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 160)], _proposal_targets())[0]
+    assert out["labels"].tolist() == [2, 2] and torch.allclose(out["scores"], torch.tensor([3.0, 3.0]))
+    model.set_svms(None)
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 160)], _proposal_targets())[0]
+    assert bool((out["scores"] <= 1).all())  # softmax probabilities again
+
+
+def test_svm_pass_refused_for_other_detectors():
+    from harness.evaluation.passes import wanted_passes
+
+    for det in ("faster", "rcnn"):
+        with pytest.raises(ConfigError, match="test.svm"):
+            wanted_passes(build_config(detector=det, overrides={"test.svm": True}))
+
+
+def test_svm_negative_iou_zero_keeps_only_non_overlapping_regions():
+    """R-CNN appendix B's sweep includes 0: negatives are then the regions that overlap no box of the class."""
+    from harness.train.rcnn import _negative_chunks
+
+    class Cache:
+        def read(self, i):
+            boxes = [[0, 0, 10, 10], [0, 0, 10, 10], [5, 0, 15, 10], [50, 50, 60, 60]]  # gt first
+            return torch.ones(4, 2), {"boxes": boxes, "num_gt": 1, "gt_labels": [1]}
+
+    masks = {t: next(_negative_chunks(Cache(), 1, 1, 1.0, t))[1][:, 0].tolist() for t in (0.0, 0.3, 0.5)}
+    assert masks[0.0] == [False, False, False, True]
+    assert masks[0.3] == [False, False, False, True]  # IoU 1/3 of the shifted box is not below 0.3
+    assert masks[0.5] == [False, False, True, True]
+    build_config(detector="rcnn", overrides={"rcnn.svm_neg_iou": 0.0})  # accepted

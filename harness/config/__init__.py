@@ -122,6 +122,9 @@ class TestConfig:
     # False: test with the proposals as boxes, ignoring the trained bbox_pred (Fast R-CNN Table 6's
     # "multi-task training, no test-time box regression" column); fast / faster only
     box_regression: bool = True
+    # fast: after the main pass, per-class SVMs (R-CNN's trainer and rcnn.svm_* keys) on the trained net's fc7 RoI
+    # features of the training proposals, and a test pass scored by them (Fast R-CNN Table 8): metrics_svm
+    svm: bool = False
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,12 @@ PRESETS: tuple[Preset, ...] = (
             {"train.scheme": "stagewise"}, scheme_steps=2),
         Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False}),
     ), note="The second row trains like the fourth and ignores bbox_pred at test (test.box_regression=false)."),
-    Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs", (
-        Row("Fast R-CNN, softmax", "fast"),
+    Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs on Fast R-CNN's own features", (
+        Row("Fast R-CNN: softmax (metrics) and SVMs on its fc7 (metrics_svm)", "fast", {"test.svm": True}),
         Row("R-CNN, SVMs", "rcnn"),
-        Row("R-CNN, softmax", "rcnn", {"rcnn.classifier": "softmax"}),
-    )),
+    ), note="One Fast R-CNN run records both classifiers: after joint training, R-CNN's SVM trainer (hard-negative "
+            "mining, rcnn.svm_* keys) fits per-class SVMs on the trained net's fc7 RoI features of the training "
+            "proposals, and the same test images are scored by them (boxes from bbox_pred in both)."),
     Preset("faster-table2", FASTER, "Table 2", "Selective search (2000) vs RPN (300); joint vs alternating", (
         Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000}),
         Row("Faster R-CNN (RPN 300, approximate joint)", "faster", {"model.rpn_post_nms_top_n_test": 300}),
@@ -130,6 +131,16 @@ PRESETS: tuple[Preset, ...] = (
         )
     ), note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
             "pipeline, not ImageNet transfer."),
+    Preset("rcnn-appendix-a", RCNN, "Appendix A", "Context padding of the warped region", (
+        Row("context padding 0", "rcnn", {"rcnn.context_padding": 0}),
+        Row("context padding 16 (at 224; scaled to the crop)", "rcnn"),
+    ), note="rcnn.context_padding=None (the default) is the paper's 16 px at a 224 crop scaled to rcnn.crop_size "
+            "(5 px at the cpu scale's 64-pixel crop); the paper scale uses 16 at 224."),
+    Preset("rcnn-appendix-b", RCNN, "Appendix B", "SVM vs softmax; the SVMs' negative IoU threshold", (
+        Row("softmax classifier instead of SVMs", "rcnn", {"rcnn.classifier": "softmax"}),
+        *(Row(f"SVM negatives below IoU {t:g}", "rcnn", {"rcnn.svm_neg_iou": t}) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)),
+    ), note="Negatives of class c are regions with IoU < the threshold with every box of c; 0 keeps only regions "
+            "that overlap no box of c. The SVM rows differ only in the SVM stage (same fine-tuning, same cache)."),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
         Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)

@@ -19,6 +19,7 @@ from harness.evaluation.detection import evaluate_detections
 from harness.evaluation.svd import svd_test_pass
 from harness.evaluation.timing import StageTimer
 from harness.train.engine import predict
+from harness.train.fast_svm import fit_fast_svms
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TestedRun:
     fold: Callable[[StageTimer], None]  # adds time spent outside the network (selective search) to a pass
     unshared: torch.nn.Module | None = None
     progress: Any = None
+    train_set: DetectionDataset | None = None  # for passes that fit something more (Fast R-CNN's SVMs)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,28 @@ def _unshared_run(run: TestedRun, record: dict[str, Any]) -> None:
     )
 
 
+def _svm_check(cfg: RunConfig) -> None:
+    if cfg.detector != "fast":
+        raise ConfigError("test.svm trains SVMs on Fast R-CNN's own fc7 RoI features (Fast R-CNN Table 8): use "
+                          "--detector fast (R-CNN's SVMs are rcnn.classifier=svm, its default)")
+
+
+def _svm_run(run: TestedRun, record: dict[str, Any]) -> None:
+    """Fast R-CNN Table 8: R-CNN's SVM trainer on this run's fc7 features, the same test images scored by them."""
+    if run.train_set is None:
+        raise ValueError("the svm test pass needs the training set")
+    record["fast_svm"] = fit_fast_svms(run.model, run.train_set, run.cfg, device=run.device, progress=run.progress)
+    try:
+        predictions, timer = predict(run.model, run.test_set, run.cfg.test, device=run.device)
+    finally:
+        run.model.set_svms(None)  # later passes (SVD) test the softmax network
+    run.fold(timer)
+    record["metrics_svm"] = evaluate_detections(
+        predictions, run.ground_truth, run.test_set.class_names, label_to_category=run.test_set.label_to_category
+    )
+    record["timing"]["svm"] = {"test_s_per_img": timer.summary(), "stages": timer.medians()}
+
+
 def _always_possible(cfg: RunConfig) -> None:
     return None
 
@@ -78,6 +102,7 @@ def _always_possible(cfg: RunConfig) -> None:
 TEST_PASSES: tuple[TestPass, ...] = (
     TestPass("unshared", lambda cfg: cfg.train.scheme == "alternating", _always_possible, _unshared_run),
     TestPass("svd", lambda cfg: cfg.test.svd, _svd_check, _svd_run),
+    TestPass("svm", lambda cfg: cfg.test.svm, _svm_check, _svm_run),
 )
 
 

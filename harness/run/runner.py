@@ -261,6 +261,6 @@ def _train_and_test(
     )
     proposal_stage.record_into(record)
     tested = TestedRun(cfg, model, test_set, device, ground_truth, metrics, timer, proposal_stage.fold_test_time,
-                       unshared=fitted.unshared, progress=progress)
+                       unshared=fitted.unshared, progress=progress, train_set=train_set)
     for extra in passes:
         extra.run(tested, record)
