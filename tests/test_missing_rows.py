@@ -106,3 +106,32 @@ def test_svm_negative_iou_zero_keeps_only_non_overlapping_regions():
     assert masks[0.3] == [False, False, False, True]  # IoU 1/3 of the shifted box is not below 0.3
     assert masks[0.5] == [False, False, True, True]
     build_config(detector="rcnn", overrides={"rcnn.svm_neg_iou": 0.0})  # accepted
+
+
+def test_recall_vs_iou_curve_per_count():
+    """Recall against IoU 0.5..0.95 at each count: exact on hand-made boxes, non-increasing in the IoU."""
+    from harness.train.engine import RECALL_IOUS, proposal_recall_curve
+
+    class Props(torch.nn.Module):  # a proposal source: the gt box shifted by 0, 2 and 6 px, in that order
+        def propose(self, images, targets, top_n):
+            return [torch.tensor([[6.0, 0, 46, 40], [2.0, 0, 42, 40], [0.0, 0, 40, 40]])[:top_n]]
+
+    class Data:
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            z = torch.zeros(1, dtype=torch.bool)
+            return torch.zeros(3, 50, 50), {"boxes": torch.tensor([[0.0, 0, 40, 40]]), "labels": torch.tensor([1]),
+                                            "difficult": z, "iscrowd": z}
+
+    out = proposal_recall_curve(Props(), Data(), (1, 3), device=torch.device("cpu"), max_images=None,
+                                iou_counts=(1, 2, 3))
+    riou = out["recall_vs_iou"]
+    assert riou["iou"] == list(RECALL_IOUS) and riou["iou"][0] == 0.5 and riou["iou"][-1] == 0.95
+    iou = {1: 34 / 46, 2: 38 / 42, 3: 1.0}  # best IoU among the first n proposals
+    for j, n in enumerate((1, 2, 3)):
+        assert riou["recall"][j] == [float(iou[n] >= t) for t in RECALL_IOUS]
+    assert "recall_vs_iou" not in proposal_recall_curve(Props(), Data(), (3,), device=torch.device("cpu"),
+                                                        max_images=None)
+

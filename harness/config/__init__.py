@@ -116,6 +116,8 @@ class TestConfig:
     warmup_images: int = 2  # untimed forwards before timing starts
     max_images: int | None = None  # None: the whole test split
     recall_counts: tuple[int, ...] = (10, 50, 100, 300, 1000, 2000)
+    # proposal recall against IoU 0.5 ... 0.95 at these counts (Faster R-CNN Fig. 2 / Fast R-CNN Fig. 3); () = off
+    recall_iou_counts: tuple[int, ...] = (300, 1000, 2000)
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
     amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
@@ -288,6 +290,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         "train.lr": cfg.train.lr > 0,
         "data.min_size": 32 <= cfg.data.min_size <= cfg.data.max_size,
         "data.flip_prob": 0.0 <= cfg.data.flip_prob <= 1.0,
+        "test.recall_iou_counts": all(n >= 1 for n in cfg.test.recall_iou_counts),
         "model.roi_positive_fraction": 0.0 < cfg.model.roi_positive_fraction <= 1.0,
         "model.rpn_positive_fraction": 0.0 < cfg.model.rpn_positive_fraction <= 1.0,
         "model.anchor_sizes": len(cfg.model.anchor_sizes) > 0 and min(cfg.model.anchor_sizes) > 0,

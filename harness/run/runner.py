@@ -244,7 +244,8 @@ def _train_and_test(
     write_coco_results(run_dir / "detections.json", predictions, ground_truth, test_set.label_to_category)
     metrics["proposal_recall"] = {
         proposal_stage.name: proposal_recall_curve(
-            model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images
+            model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images,
+            iou_counts=cfg.test.recall_iou_counts,
         )
     }
     record["metrics"] = metrics
