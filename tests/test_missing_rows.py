@@ -135,3 +135,61 @@ def test_recall_vs_iou_curve_per_count():
     assert "recall_vs_iou" not in proposal_recall_curve(Props(), Data(), (3,), device=torch.device("cpu"),
                                                         max_images=None)
 
+
+
+def _rpn(**switches):
+    from harness.run.builder import build_rpn
+    from detectors.backbones import build_backbone
+
+    torch.manual_seed(0)
+    cfg = build_config(detector="faster", overrides={"model.anchor_sizes": (32.0,), "model.anchor_ratios": (1.0,)})
+    rpn = build_rpn(cfg.model, build_backbone("tiny"))
+    for k, v in switches.items():
+        setattr(rpn, k, v)
+    return rpn.eval()
+
+
+def test_rpn_test_ablations():
+    """Faster R-CNN Table 2: no NMS keeps overlapping boxes; no reg gives the anchors; no cls a seeded random order."""
+    from torchvision.ops import box_iou
+
+    anchors = torch.tensor([[0.0, 0, 32, 32], [2.0, 0, 34, 32], [40.0, 40, 72, 72], [60.0, 10, 92, 42]])
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0]])
+    deltas = torch.full((1, 4, 4), 0.1)
+    size = [(100, 100)]
+    full = _rpn().filter_proposals(anchors, logits, deltas, size, "test", top_n=10)[0]
+    assert full.shape[0] == 3  # the two overlapping boxes were NMS'd into one
+    no_nms = _rpn(test_nms=False).filter_proposals(anchors, logits, deltas, size, "test", top_n=10)[0]
+    assert no_nms.shape[0] == 4 and box_iou(no_nms[:1], no_nms[1:2]).item() > 0.7
+    no_reg = _rpn(test_regression=False).filter_proposals(anchors, logits, deltas, size, "test", top_n=10)[0]
+    assert torch.equal(no_reg, anchors[[0, 2, 3]])  # ranked anchors, NMS'd, unmoved
+    orders = [_rpn(test_scores=False, test_regression=False).filter_proposals(
+        anchors, logits, deltas, size, "test", top_n=10)[0] for _ in range(2)]
+    assert torch.equal(orders[0], orders[1]) and orders[0].shape[0] == 4  # seeded, no NMS
+    assert sorted(orders[0][:, 0].tolist()) == sorted(anchors[:, 0].tolist())
+    train_mode = _rpn(test_nms=False).filter_proposals(anchors, logits, deltas, size, "train", top_n=10)[0]
+    assert train_mode.shape[0] == 3  # the switches are test-time only
+    with pytest.raises(ConfigError, match="rpn_test_nms"):
+        build_config(detector="fast", overrides={"model.rpn_test_nms": False})
+
+
+@pytest.mark.slow
+def test_rpn_proposals_pass_tests_fast_on_each_variant(tmp_path, tiny_run_args):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.evaluation.rpn_swap import VARIANTS
+
+    args = ["run", "--detector", "fast", "--results", str(tmp_path / "r"), *tiny_run_args, "--set", "test.svd=false",
+            "--set", "test.rpn_proposals=true", *_props_file(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "r" / "runs.jsonl").read_text().splitlines()[-1])
+    variants = rec["rpn_proposals"]["variants"]
+    assert list(variants) == [v[0] for v in VARIANTS]
+    assert all(v["map50_area"] is not None and 0 < v["mean_proposals"] <= v["num_proposals"] for v in variants.values())
+    assert rec["rpn_proposals"]["rpn_train_iters"] > 0
+    from harness.run.schema import record_problems
+    assert record_problems(rec) == []

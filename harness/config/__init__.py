@@ -78,6 +78,11 @@ class ModelConfig:
     rpn_nms_thresh: float = 0.7
     rpn_ignore_cross_boundary: bool = True
     rpn_box_weight: float = 1.0
+    # test-time RPN ablations (Faster R-CNN Table 2): no NMS; no cls scores (seeded random order, so no ranking
+    # and no NMS either); no box regression (anchors as proposals)
+    rpn_test_nms: bool = True
+    rpn_test_scores: bool = True
+    rpn_test_regression: bool = True
     roi_batch_size: int = 128  # RoIs per image
     roi_positive_fraction: float = 0.25
     roi_fg_iou: float = 0.5
@@ -127,6 +132,9 @@ class TestConfig:
     # fast: after the main pass, per-class SVMs (R-CNN's trainer and rcnn.svm_* keys) on the trained net's fc7 RoI
     # features of the training proposals, and a test pass scored by them (Fast R-CNN Table 8): metrics_svm
     svm: bool = False
+    # fast: after the main pass, train a Faster R-CNN (its RPN) on the same data and test this selective-search-
+    # trained Fast R-CNN on the RPN's proposals: 100/300/1000, no NMS, no cls, no reg (Faster R-CNN Table 2)
+    rpn_proposals: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.box_stage_epochs must be >= 1")
     if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
+    rpn_ablation = not (cfg.model.rpn_test_nms and cfg.model.rpn_test_scores and cfg.model.rpn_test_regression)
+    if rpn_ablation and cfg.detector != "faster":
+        raise ConfigError("model.rpn_test_nms / rpn_test_scores / rpn_test_regression change the RPN's test-time "
+                          "proposals: use --detector faster (or --detector fast with test.rpn_proposals=true)")
     if not cfg.test.box_regression and cfg.detector == "rcnn":
         raise ConfigError("test.box_regression=false is for Fast / Faster R-CNN's bbox_pred; R-CNN's class-specific "
                           "regressors are switched off with rcnn.bbox_reg=false")

@@ -97,7 +97,13 @@ PRESETS: tuple[Preset, ...] = (
         Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000}),
         Row("Faster R-CNN (RPN 300, approximate joint)", "faster", {"model.rpn_post_nms_top_n_test": 300}),
         Row("Faster R-CNN (RPN 300, 4-step alternating)", "faster", ALT, scheme_steps=4),
-    )),
+        Row("Fast R-CNN trained on selective search, tested on RPN proposals (ablations)", "fast",
+            {"proposals.max_proposals": 2000, "test.rpn_proposals": True}, scheme_steps=2),
+    ), note="The ablation row trains Fast R-CNN on selective search, then a separate Faster R-CNN whose RPN gives "
+            "the test proposals: rpn_proposals.variants holds RPN 100/300/1000, no NMS (6000), no cls (random "
+            "order) 100/300/1000, no reg (anchors) 300/1000. EdgeBoxes: its structured-edge model cannot be "
+            "fetched here; with EdgeBoxes boxes in a proposal file (README, External proposals), run this "
+            "preset's first row with --set proposals.source=file --set proposals.file=edgeboxes.json."),
     Preset("faster-table3", FASTER, "Table 3", "Shared vs unshared convolutional features", (
         Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4),
     ), note="One run records both: metrics_unshared (after step 2) and metrics (after step 4)."),
@@ -141,6 +147,12 @@ PRESETS: tuple[Preset, ...] = (
         *(Row(f"SVM negatives below IoU {t:g}", "rcnn", {"rcnn.svm_neg_iou": t}) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)),
     ), note="Negatives of class c are regions with IoU < the threshold with every box of c; 0 keeps only regions "
             "that overlap no box of c. The SVM rows differ only in the SVM stage (same fine-tuning, same cache)."),
+    Preset("faster-figure2", FASTER, "Figure 2", "Proposal recall against IoU at 300 / 1000 / 2000 proposals", (
+        Row("selective search (Fast R-CNN run)", "fast", {"proposals.max_proposals": 2000}),
+        Row("RPN (Faster R-CNN run)", "faster"),
+    ), note="Also Fast R-CNN Figure 3's recall. Each run records metrics.proposal_recall[source].recall_vs_iou "
+            "(test.recall_iou_counts 300/1000/2000; the RPN is asked for that many instead of its test top-N); "
+            "the report plots it. The papers publish these as curves, so there is no published value to list."),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
         Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)

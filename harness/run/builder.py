@@ -29,6 +29,9 @@ def build_rpn(m: ModelConfig, parts: BackboneParts) -> RegionProposalNetwork:
         nms_thresh=m.rpn_nms_thresh,
         ignore_cross_boundary=m.rpn_ignore_cross_boundary,
         box_weight=m.rpn_box_weight,
+        test_nms=m.rpn_test_nms,
+        test_scores=m.rpn_test_scores,
+        test_regression=m.rpn_test_regression,
     )
 
 

@@ -262,6 +262,7 @@ def _train_and_test(
     )
     proposal_stage.record_into(record)
     tested = TestedRun(cfg, model, test_set, device, ground_truth, metrics, timer, proposal_stage.fold_test_time,
-                       unshared=fitted.unshared, progress=progress, train_set=train_set)
+                       unshared=fitted.unshared, progress=progress, train_set=train_set,
+                       build=lambda c: build_model(c, train_set.num_classes))
     for extra in passes:
         extra.run(tested, record)

@@ -48,6 +48,7 @@ class RunRecord(Envelope, total=False):
     metrics_svd: dict[str, Any] | None  # the truncated-SVD test pass (Fast R-CNN 3.1)
     metrics_unshared: dict[str, Any]  # alternating training's step-2 system (Faster R-CNN Table 3)
     metrics_svm: dict[str, Any]  # Fast R-CNN scored by SVMs on its own fc7 (test.svm, Fast R-CNN Table 8)
+    rpn_proposals: dict[str, Any]  # fast + test.rpn_proposals: mAP on a separate RPN's proposals per variant
     fast_svm: dict[str, Any]  # those SVMs: positives, mining, feature extraction and fit seconds
     svd: dict[str, Any]  # ranks, layers, head time and mAP without / with SVD
     timing: dict[str, Any]  # train_s, train_iters, epochs, train_stages, test_s_per_img, stages, svd, ...
