@@ -67,9 +67,11 @@ NEW_VALUE = {
     "proposals.cache_dir": "elsewhere/proposals", "proposals.test_timing": "cache",
     "rcnn.feature_layer": "pool5", "rcnn.cache_dtype": "float16", "rcnn.cache_dir": "elsewhere/features",
     "rcnn.classifier": "softmax", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
+    "data.scales": "154,184", "test.recall_iou_counts": "100,200",
 }
 # keys another key's new value needs (proposals.source=file needs a file)
-COMPANION = {"proposals.source": {"proposals.file": "proposals.json"}}
+COMPANION = {"proposals.source": {"proposals.file": "proposals.json"},
+             "data.scales": {"detector": "fast"}}  # multi-scale is Fast R-CNN's
 # free text: no value of the right type is refused by the config (paths, split names, dataset specs and
 # backbone names are checked where they are used)
 FREE_TEXT = {"data.dataset", "data.train_split", "data.test_split", "model.backbone", "model.weights",

@@ -193,3 +193,80 @@ def test_rpn_proposals_pass_tests_fast_on_each_variant(tmp_path, tiny_run_args):
     assert rec["rpn_proposals"]["rpn_train_iters"] > 0
     from harness.run.schema import record_problems
     assert record_problems(rec) == []
+
+
+def test_roi_to_scale_mapping_closest_to_target_area():
+    """Fast R-CNN Table 7: each RoI goes to the scale whose scaled area is closest to side^2."""
+    from detectors.two_stage import assign_pyramid_levels, pyramid_factor
+
+    factors = [0.5, 1.0, 2.0]
+    rois = torch.tensor([[0.0, 0, 144, 144],  # 144^2: x0.5 -> 72^2 exactly
+                         [0.0, 0, 72, 72],  # x1
+                         [0.0, 0, 36, 36],  # x2 -> 72^2
+                         [0.0, 0, 10, 10],  # tiny: the largest scale
+                         [0.0, 0, 1000, 500]])  # huge: the smallest
+    assert assign_pyramid_levels(rois, factors, 72.0).tolist() == [0, 1, 2, 2, 0]
+    assert pyramid_factor(100, 200, 150, 1000) == 1.5 and pyramid_factor(100, 200, 150, 250) == 1.25
+
+
+def test_pyramid_with_one_repeated_scale_equals_single_scale():
+    torch.manual_seed(0)
+    model = build_model(build_config(detector="fast", overrides={"model.score_thresh": 0.0}), num_classes=2).eval()
+    image = torch.rand(3, 128, 160)
+    with torch.no_grad():
+        single = model([image], _proposal_targets())[0]
+        model.set_test_pyramid((128, 128), 1000, 72.0)
+        pyramid = model([image], _proposal_targets())[0]
+    assert torch.allclose(single["boxes"], pyramid["boxes"], atol=1e-4)
+    assert torch.allclose(single["scores"], pyramid["scores"], atol=1e-5)
+
+
+def test_multi_scale_training_draws_a_scale_per_image_reproducibly():
+    from harness.data.specs import build_transforms
+
+    image = torch.rand(3, 100, 150)
+    target = {"boxes": torch.tensor([[10.0, 10, 50, 50]]), "labels": torch.tensor([1])}
+
+    def sides(seed, epoch=0):
+        t = build_transforms(64, 400, 0.0, seed, scales=(64, 96, 128))
+        t.set_epoch(epoch) if hasattr(t, "set_epoch") else None
+        out = []
+        for _ in range(30):
+            im, tg = t(image, target)
+            out.append(int(im.shape[-2]))
+            assert torch.allclose(tg["boxes"], target["boxes"] * im.shape[-2] / 100, atol=0.5)
+        return out
+
+    first = sides(0)
+    assert set(first) == {64, 96, 128} and first == sides(0) and first != sides(1)
+    single = build_transforms(64, 400, 0.0, 0)
+    assert single(image, target)[0].shape[-2] == 64
+
+
+def test_multi_scale_config_checks():
+    cfg = build_config(detector="fast", overrides={"data.scales": "154,184,220"})
+    assert cfg.data.scales == (154, 184, 220)
+    model = build_model(cfg, num_classes=2)
+    assert model.test_scales == (154, 184, 220) and model.roi_side == pytest.approx(224 * 192 / 600)
+    for det, extra in (("faster", {}), ("rcnn", {}), ("fast", {"test.svm": True})):
+        with pytest.raises(ConfigError, match="data.scales"):
+            build_config(detector=det, overrides={"data.scales": "154,184", **extra})
+    with pytest.raises(ConfigError, match="data.scales"):
+        build_config(detector="fast", overrides={"data.scales": "154,4000"})
+
+
+@pytest.mark.slow
+def test_multi_scale_fast_run_end_to_end(tmp_path, tiny_run_args):
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    args = ["run", "--detector", "fast", "--results", str(tmp_path / "r"), *tiny_run_args, "--set", "test.svd=false",
+            "--set", "data.scales=64,96,128", *_props_file(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rec = json.loads((tmp_path / "r" / "runs.jsonl").read_text().splitlines()[-1])
+    assert rec["status"] == "ok" and rec["config"]["data"]["scales"] == [64, 96, 128]
+    assert rec["metrics"]["map50_area"] is not None

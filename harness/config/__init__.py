@@ -46,6 +46,11 @@ class DataConfig:
     min_size: int = 192  # shorter side after resizing (papers: 600)
     max_size: int = 320  # longer side cap (papers: 1000)
     flip_prob: float = 0.5  # horizontal flip in training (Fast R-CNN 2.3)
+    # multi-scale (Fast R-CNN 5.2, Table 7; fast only): shorter sides of the image pyramid. Training draws one per
+    # image (longer side <= max_size); testing runs them all, each RoI pooled at the scale where its area is
+    # closest to pyramid_roi_side^2. () or one scale: single-scale (data.min_size)
+    scales: tuple[int, ...] = ()
+    pyramid_roi_side: float | None = None  # None: 224 scaled like the anchors (224 x min_size / 600: 72 at 192)
     workers: int = 0  # DataLoader worker processes
     split_seed: int = 0  # 80/20 split of VOC / YOLO folders with no split files or folders
     class_names: tuple[str, ...] = ()  # YOLO: names of class ids 0..K-1; VOC: fixed class list (others dropped)
@@ -168,6 +173,8 @@ class RunConfig:
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
 
 
+PAPER_SCALES = (480, 576, 688, 864, 1200)  # Fast R-CNN 5.2's five scales (longer side <= 2000)
+
 PAPER_PROFILE = {
     "data.min_size": 600,
     "data.max_size": 1000,
@@ -284,6 +291,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.box_stage_epochs must be >= 1")
     if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
+    if len(cfg.data.scales) > 1 and (cfg.detector != "fast" or cfg.test.svm or cfg.test.rpn_proposals):
+        raise ConfigError("data.scales (multi-scale training and testing, Fast R-CNN Table 7) is for --detector fast, "
+                          "without test.svm / test.rpn_proposals")
+    if any(s < 32 or s > cfg.data.max_size for s in cfg.data.scales):
+        raise ConfigError("data.scales: every scale must be >= 32 and <= data.max_size")
     rpn_ablation = not (cfg.model.rpn_test_nms and cfg.model.rpn_test_scores and cfg.model.rpn_test_regression)
     if rpn_ablation and cfg.detector != "faster":
         raise ConfigError("model.rpn_test_nms / rpn_test_scores / rpn_test_regression change the RPN's test-time "

@@ -87,6 +87,13 @@ PRESETS: tuple[Preset, ...] = (
             {"train.scheme": "stagewise"}, scheme_steps=2),
         Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False}),
     ), note="The second row trains like the fourth and ignores bbox_pred at test (test.box_regression=false)."),
+    Preset("fast-table7", FAST, "Table 7", "Multi-scale training and testing (image pyramid) vs one scale", (
+        Row("1 scale", "fast"),
+        Row("5 scales", "fast", {"data.scales": (154, 184, 220, 276, 384), "data.max_size": 640},
+            {"data.scales": (480, 576, 688, 864, 1200), "data.max_size": 2000}),
+    ), note="Training draws one scale per image; testing runs the pyramid and pools each RoI at the scale where "
+            "its area is closest to 224^2 (paper) / 72^2 (cpu: 224 scaled like the anchors, 224 x 192 / 600). The "
+            "cpu scales are the paper's 480..1200 x 192/600; the published rows are S and M (L was single-scale)."),
     Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs on Fast R-CNN's own features", (
         Row("Fast R-CNN: softmax (metrics) and SVMs on its fc7 (metrics_svm)", "fast", {"test.svm": True}),
         Row("R-CNN, SVMs", "rcnn"),

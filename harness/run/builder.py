@@ -88,6 +88,9 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
         else:
             source = build_rpn(m, parts)
         model = build_two_stage(m, parts, source, num_classes, test_box_regression=cfg.test.box_regression)
+        if len(cfg.data.scales) > 1:  # the test-time image pyramid (Fast R-CNN 5.2)
+            side = cfg.data.pyramid_roi_side or 224.0 * cfg.data.min_size / 600
+            model.set_test_pyramid(cfg.data.scales, cfg.data.max_size, side)
     if m.channels_last:
         # 4-D (conv) weights only; a convolution given channels-last weights also returns its output, and so
         # the next layer's input, channels-last; values and shapes are unchanged (NCHW semantics throughout)
