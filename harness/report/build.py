@@ -17,6 +17,7 @@ from . import markdown as md_out
 from .ablations import ablations
 from .benchmarks import benchmarks
 from .blocks import Note, Section, slug
+from .extra_passes import extra_passes
 from .papers import against_papers
 from .published import load_published
 from .records import RecordSet, load_records
@@ -37,6 +38,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Against the papers", against_papers),
     ("Reproductions", reproductions),
     ("Ablations", lambda rs, pub: ablations(rs)),
+    ("Extra test passes", lambda rs, pub: extra_passes(rs)),
     ("Provenance", lambda rs, pub: provenance(rs)),
 ]
 

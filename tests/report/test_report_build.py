@@ -15,7 +15,7 @@ from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
 SECTIONS = ["Summary", "Speed", "Accuracy", "Storage", "Benchmarks", "Against the papers",
-            "Reproductions", "Ablations", "Provenance"]
+            "Reproductions", "Ablations", "Extra test passes", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
