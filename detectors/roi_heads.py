@@ -230,6 +230,10 @@ class RoIHead(nn.Module):
         x = self.box_head(self.pool(features, rois))
         return self.cls_score(x), self.bbox_pred(x)
 
+    def features(self, features: Tensor, rois: list[Tensor]) -> Tensor:
+        """The last FC layer's RoI features ``[R, D]`` (fc7 on VGG16): what Fast R-CNN's SVMs train on."""
+        return self.box_head(self.pool(features, rois))
+
 
 class RoISampler:
     """Mini-batch of RoIs per image (Fast R-CNN 2.3): gt boxes added, 25% foreground.

@@ -75,8 +75,15 @@ class RegionProposalNetwork(nn.Module):
         min_size: float = 1.0,
         ignore_cross_boundary: bool = True,
         box_weight: float = 1.0,
+        test_nms: bool = True,
+        test_scores: bool = True,
+        test_regression: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        # test-time ablations of Faster R-CNN Table 2: no NMS; no cls scores (boxes in a random order, seeded,
+        # no ranking and so no NMS); no box regression (the anchors themselves, ranked and NMS'd)
+        self.test_nms, self.test_scores, self.test_regression, self.seed = test_nms, test_scores, test_regression, seed
         self.anchor_generator, self.head = anchor_generator, head
         self.matcher = Matcher(fg_iou, bg_iou, allow_low_quality=True)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
@@ -108,14 +115,25 @@ class RegionProposalNetwork(nn.Module):
     ) -> list[Tensor]:
         """Decode, clip, drop tiny boxes, top-N by score, NMS, top-N again (paper, 3.3)."""
         post_nms = self.post_nms_top_n[mode] if top_n is None else top_n
+        test = mode == "test"
         out = []
         for i, size in enumerate(image_sizes):
             scores = logits[i]
             k = min(self.pre_nms_top_n[mode], scores.numel())
-            scores, idx = scores.topk(k)
-            boxes = clip_boxes_to_image(self.box_coder.decode(anchors[idx], deltas[i, idx]), size)
+            if test and not self.test_scores:  # no cls: a seeded random order of all regions, no ranking, no NMS
+                g = torch.Generator().manual_seed(self.seed + i)
+                idx = torch.randperm(scores.numel(), generator=g)[:max(k, post_nms)].to(scores.device)
+                scores = scores[idx]
+            else:
+                scores, idx = scores.topk(k)
+            regress = not test or self.test_regression
+            boxes = self.box_coder.decode(anchors[idx], deltas[i, idx]) if regress else anchors[idx]
+            boxes = clip_boxes_to_image(boxes, size)
             keep = remove_small_boxes(boxes, self.min_size)
             boxes, scores = boxes[keep], scores[keep]
+            if test and not (self.test_nms and self.test_scores):
+                out.append(boxes[:post_nms])
+                continue
             # batched_nms with one group is plain NMS (torchvision.ops)
             keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms_thresh)
             out.append(boxes[keep[:post_nms]])

@@ -72,9 +72,7 @@ def test_every_option_is_honoured_or_refused(detector, key, overrides):
     """A non-default value of every key, on every detector: refused (naming the key) where a rule says so,
     accepted everywhere else (honoured, or ignored and listed with its reason in RULES)."""
     from harness.config import ConfigError
-    from harness.config.capabilities import rules_for
-
-    from harness.config.capabilities import check_capabilities
+    from harness.config.capabilities import check_capabilities, rules_for
 
     try:
         cfg = build_config(detector=detector, overrides=overrides)

@@ -2,7 +2,13 @@ import dataclasses
 
 import pytest
 
-from harness.config import DETECTORS, ConfigError, build_config, config_keys, parse_set_options
+from harness.config import (
+    DETECTORS,
+    ConfigError,
+    build_config,
+    config_keys,
+    parse_set_options,
+)
 from harness.config.capabilities import rules_for
 
 
@@ -69,11 +75,13 @@ NEW_VALUE = {
     "rcnn.feature_layer": "pool5", "rcnn.cache_dtype": "float16", "rcnn.cache_dir": "elsewhere/features",
     "rcnn.classifier": "softmax", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
     "model.init": "pretrained-body", "model.frozen_bn": "true",
+    "data.scales": "154,184", "test.recall_iou_counts": "100,200",
 }
 # keys another key's new value needs (proposals.source=file needs a file)
 COMPANION = {"proposals.source": {"proposals.file": "proposals.json"},
              # read only with these (harness.config.capabilities refuses them otherwise)
-             "train.box_stage_epochs": {"train.scheme": "stagewise"}, "test.svd_ranks": {"test.svd": "true"}}
+             "train.box_stage_epochs": {"train.scheme": "stagewise"}, "test.svd_ranks": {"test.svd": "true"},
+             "data.scales": {"detector": "fast"}}  # multi-scale is Fast R-CNN's
 
 
 def _reader(key):

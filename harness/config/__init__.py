@@ -48,6 +48,11 @@ class DataConfig:
     min_size: int = 192  # shorter side after resizing (papers: 600)
     max_size: int = 320  # longer side cap (papers: 1000)
     flip_prob: float = 0.5  # horizontal flip in training (Fast R-CNN 2.3)
+    # multi-scale (Fast R-CNN 5.2, Table 7; fast only): shorter sides of the image pyramid. Training draws one per
+    # image (longer side <= max_size); testing runs them all, each RoI pooled at the scale where its area is
+    # closest to pyramid_roi_side^2. () or one scale: single-scale (data.min_size)
+    scales: tuple[int, ...] = ()
+    pyramid_roi_side: float | None = None  # None: 224 scaled like the anchors (224 x min_size / 600: 72 at 192)
     workers: int = 0  # DataLoader worker processes
     split_seed: int = 0  # 80/20 split of VOC / YOLO folders with no split files or folders
     class_names: tuple[str, ...] = ()  # YOLO: names of class ids 0..K-1; VOC: fixed class list (others dropped)
@@ -87,6 +92,11 @@ class ModelConfig:
     rpn_nms_thresh: float = 0.7
     rpn_ignore_cross_boundary: bool = True
     rpn_box_weight: float = 1.0
+    # test-time RPN ablations (Faster R-CNN Table 2): no NMS; no cls scores (seeded random order, so no ranking
+    # and no NMS either); no box regression (anchors as proposals)
+    rpn_test_nms: bool = True
+    rpn_test_scores: bool = True
+    rpn_test_regression: bool = True
     # RoIs per image. 64 for Fast and Faster R-CNN alike: N = 2 images x 64 = 128 RoIs per mini-batch, Fast
     # R-CNN's hierarchical sampling (2.3), which Faster R-CNN's detector reuses (its code: 128 RoIs per batch);
     # one value for both, so that selective search vs RPN rows differ in the proposals alone.
@@ -129,11 +139,22 @@ class TestConfig:
     warmup_images: int = 2  # untimed forwards before timing starts
     max_images: int | None = None  # None: the whole test split
     recall_counts: tuple[int, ...] = (10, 50, 100, 300, 1000, 2000)
+    # proposal recall against IoU 0.5 ... 0.95 at these counts (Faster R-CNN Fig. 2 / Fast R-CNN Fig. 3); () = off
+    recall_iou_counts: tuple[int, ...] = (300, 1000, 2000)
     svd: bool = False  # second test pass with truncated-SVD FC layers (Fast R-CNN 3.1); on for fast
     svd_ranks: tuple[int, ...] = ()  # per FC layer; () = the paper's 1024/4096, 256/4096 of each width
     amp: bool = False  # mixed-precision inference (float16 on CUDA, bfloat16 on the CPU)
     gallery_images: int = 8  # test images kept with their detections for the report's gallery (0: none)
     gallery_seed: int = 0  # picks them by image key, the same images for every run of a dataset
+    # False: test with the proposals as boxes, ignoring the trained bbox_pred (Fast R-CNN Table 6's
+    # "multi-task training, no test-time box regression" column); fast / faster only
+    box_regression: bool = True
+    # fast: after the main pass, per-class SVMs (R-CNN's trainer and rcnn.svm_* keys) on the trained net's fc7 RoI
+    # features of the training proposals, and a test pass scored by them (Fast R-CNN Table 8): metrics_svm
+    svm: bool = False
+    # fast: after the main pass, train a Faster R-CNN (its RPN) on the same data and test this selective-search-
+    # trained Fast R-CNN on the RPN's proposals: 100/300/1000, no NMS, no cls, no reg (Faster R-CNN Table 2)
+    rpn_proposals: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +187,8 @@ class RunConfig:
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
 
+
+PAPER_SCALES = (480, 576, 688, 864, 1200)  # Fast R-CNN 5.2's five scales (longer side <= 2000)
 
 PAPER_PROFILE = {
     "data.min_size": 600,
@@ -288,6 +311,18 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.box_stage_epochs must be >= 1")
     if (cfg.train.amp or cfg.test.amp) and cfg.detector == "rcnn":
         raise ConfigError("train.amp / test.amp (--amp) are for Fast and Faster R-CNN; R-CNN runs in float32")
+    if len(cfg.data.scales) > 1 and (cfg.detector != "fast" or cfg.test.svm or cfg.test.rpn_proposals):
+        raise ConfigError("data.scales (multi-scale training and testing, Fast R-CNN Table 7) is for --detector fast, "
+                          "without test.svm / test.rpn_proposals")
+    if any(s < 32 or s > cfg.data.max_size for s in cfg.data.scales):
+        raise ConfigError("data.scales: every scale must be >= 32 and <= data.max_size")
+    rpn_ablation = not (cfg.model.rpn_test_nms and cfg.model.rpn_test_scores and cfg.model.rpn_test_regression)
+    if rpn_ablation and cfg.detector != "faster":
+        raise ConfigError("model.rpn_test_nms / model.rpn_test_scores / model.rpn_test_regression change the RPN's test-time "
+                          "proposals: use --detector faster (or --detector fast with test.rpn_proposals=true)")
+    if not cfg.test.box_regression and cfg.detector == "rcnn":
+        raise ConfigError("test.box_regression=false is for Fast / Faster R-CNN's bbox_pred; R-CNN's class-specific "
+                          "regressors are switched off with rcnn.bbox_reg=false")
     if cfg.train.scheme == "alternating" and cfg.detector != "faster":
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.init not in ("random", "pretrained", "pretrained-body"):
@@ -306,6 +341,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         "test.gallery_images": 0 <= cfg.test.gallery_images <= 12,
         "data.min_size": 32 <= cfg.data.min_size <= cfg.data.max_size,
         "data.flip_prob": 0.0 <= cfg.data.flip_prob <= 1.0,
+        "test.recall_iou_counts": all(n >= 1 for n in cfg.test.recall_iou_counts),
         "model.roi_positive_fraction": 0.0 < cfg.model.roi_positive_fraction <= 1.0,
         "model.rpn_positive_fraction": 0.0 < cfg.model.rpn_positive_fraction <= 1.0,
         "model.anchor_sizes": len(cfg.model.anchor_sizes) > 0 and min(cfg.model.anchor_sizes) > 0,

@@ -60,7 +60,9 @@ RULES: tuple[Rule, ...] = (
          "number; proposals.* feed Fast R-CNN and R-CNN"),
     Rule(_SS, ("faster",), "ignore", "selective-search settings and caches; the RPN does not read them (the paper "
          "profile sets some for every detector)"),
-    Rule(("rcnn.*",), ("faster", "fast"), "refuse", "rcnn.* configure R-CNN (--detector rcnn) only"),
+    Rule(("rcnn.*",), ("faster",), "refuse", "rcnn.* configure R-CNN (--detector rcnn) only"),
+    Rule(("rcnn.*",), ("fast",), "refuse", "rcnn.* configure R-CNN, and Fast R-CNN's SVM pass (test.svm=true) only",
+         lambda cfg: not cfg.test.svm),
     Rule(("model.box_weight",), ("rcnn",), "refuse",
          "the multi-task loss weight of Fast / Faster R-CNN; R-CNN's box regression is a separate ridge fit "
          "(rcnn.bbox_reg, rcnn.bbox_reg_lambda)"),
@@ -77,6 +79,13 @@ RULES: tuple[Rule, ...] = (
          lambda cfg: not cfg.test.svd),
     Rule(("train.amp", "test.amp"), ("rcnn",), "elsewhere", "refused by validate(): R-CNN runs in float32"),
     Rule(("test.svd",), ("rcnn",), "elsewhere", "refused by the svd test pass's check: R-CNN has no RoI head"),
+    Rule(("data.scales",), ("faster", "rcnn"), "elsewhere",
+         "refused by validate(): the image pyramid (Fast R-CNN Table 7) is Fast R-CNN's"),
+    Rule(("model.rpn_test_nms", "model.rpn_test_scores", "model.rpn_test_regression"), ("fast", "rcnn"), "elsewhere",
+         "refused by validate(): test-time switches of an RPN (Faster R-CNN's, or the one test.rpn_proposals trains)",
+         lambda cfg: not cfg.test.rpn_proposals),
+    Rule(("test.box_regression",), ("rcnn",), "elsewhere",
+         "refused by validate(): R-CNN's box regression is rcnn.bbox_reg"),
     Rule(("train.scheme",), ALL, "elsewhere", "a (detector, scheme) pair without a fit function is refused by "
          "the fit table (harness.train.schemes)"),
 )

@@ -56,7 +56,7 @@ class Row:
     paper_overrides: dict[str, Any] = field(default_factory=dict)  # only at paper scale
     scheme_steps: int = 1  # 4 for alternating training: the run trains four times
     # published.csv rows this row reproduces, as "method · setting" (or "method" when the setting is empty),
-    # each with the test pass whose numbers answer it: "main", "unshared" (alternating's step 2) or "svd"
+    # each with the test pass whose numbers answer it: "main", "unshared" (alternating's step 2), "svd" or "svm"
     published: dict[str, str] = field(default_factory=dict)
 
 
@@ -101,24 +101,46 @@ PRESETS: tuple[Preset, ...] = (
         note="From random init (cpu scale) frozen stages stay random: the effect is larger than with ImageNet weights."),
     Preset("fast-table6", FAST, "Table 6", "Multi-task vs classification-only training", (
         Row("classification only, no box regression", "fast", {"model.cls_only": True}),
+        Row("multi-task training, tested without box regression", "fast",
+            {"model.cls_only": False, "test.box_regression": False}),
         Row("stage-wise: L_cls, then box regression alone on the frozen net", "fast",
             {"train.scheme": "stagewise"}, scheme_steps=2,
             published={"Fast R-CNN · stage-wise training (bbox reg added after)": "main"}),
         Row("multi-task (L_cls + L_loc), box regression", "fast", {"model.cls_only": False},
             published={"Fast R-CNN · multi-task training with bbox reg": "main"}),
-    ), varies=("model.cls_only", "train.scheme")),
-    Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs", (
-        Row("Fast R-CNN, softmax", "fast", published={"Fast R-CNN · softmax classifier": "main"}),
-        Row("R-CNN, SVMs", "rcnn"),
-        Row("R-CNN, softmax", "rcnn", {"rcnn.classifier": "softmax"}),
-    ), varies=("detector", "rcnn.classifier")),
+    ), varies=("model.cls_only", "train.scheme", "test.box_regression"),
+        note="The second row trains like the fourth and ignores bbox_pred at test (test.box_regression=false)."),
+    Preset("fast-table7", FAST, "Table 7", "Multi-scale training and testing (image pyramid) vs one scale", (
+        Row("1 scale", "fast"),
+        Row("5 scales", "fast", {"data.scales": (154, 184, 220, 276, 384), "data.max_size": 640},
+            {"data.scales": (480, 576, 688, 864, 1200), "data.max_size": 2000}),
+    ), varies=("data.scales", "data.max_size"),
+        note="Training draws one scale per image; testing runs the pyramid and pools each RoI at the scale where "
+             "its area is closest to 224^2 (paper) / 72^2 (cpu: 224 scaled like the anchors, 224 x 192 / 600). The "
+             "cpu scales are the paper's 480..1200 x 192/600; the published rows are S and M (L was single-scale)."),
+    Preset("fast-table8", FAST, "Table 8", "Softmax vs SVMs on Fast R-CNN's own features", (
+        Row("Fast R-CNN: softmax (metrics) and SVMs on its fc7 (metrics_svm)", "fast", {"test.svm": True},
+            published={"Fast R-CNN · softmax classifier": "main", "Fast R-CNN · SVM classifiers": "svm"}),
+        Row("R-CNN, SVMs", "rcnn", published={"R-CNN · SVM classifiers": "main"}),
+    ), varies=("detector", "test.svm"),
+        note="One Fast R-CNN run records both classifiers: after joint training, R-CNN's SVM trainer (hard-negative "
+             "mining, rcnn.svm_* keys) fits per-class SVMs on the trained net's fc7 RoI features of the training "
+             "proposals, and the same test images are scored by them (boxes from bbox_pred in both)."),
     Preset("faster-table2", FASTER, "Table 2", "Selective search (2000) vs RPN (300); joint vs alternating", (
         Row("Fast R-CNN + selective search, 2000 proposals", "fast", {"proposals.max_proposals": 2000},
             published={"Fast R-CNN + selective search · 2000 proposals": "main"}),
         Row("Faster R-CNN (RPN 300, approximate joint)", "faster", {"model.rpn_post_nms_top_n_test": 300}),
         Row("Faster R-CNN (RPN 300, 4-step alternating)", "faster", ALT, scheme_steps=4,
             published={f"{FR} · 300 proposals shared": "main"}),
-    ), varies=("detector", "proposals.max_proposals", "model.rpn_post_nms_top_n_test", "train.scheme")),
+        Row("Fast R-CNN trained on selective search, tested on RPN proposals (ablations)", "fast",
+            {"proposals.max_proposals": 2000, "test.rpn_proposals": True}, scheme_steps=2),
+    ), varies=("detector", "proposals.max_proposals", "model.rpn_post_nms_top_n_test", "train.scheme",
+               "test.rpn_proposals"),
+        note="The ablation row trains Fast R-CNN on selective search, then a separate Faster R-CNN whose RPN gives "
+             "the test proposals: rpn_proposals.variants holds RPN 100/300/1000, no NMS (6000), no cls (random "
+             "order) 100/300/1000, no reg (anchors) 300/1000. EdgeBoxes: its structured-edge model cannot be "
+             "fetched here; with EdgeBoxes boxes in a proposal file (README, External proposals), run this "
+             "preset's first row with --set proposals.source=file --set proposals.file=edgeboxes.json."),
     Preset("faster-table3", FASTER, "Table 3", "Shared vs unshared convolutional features", (
         Row("4-step alternating: unshared (step 2) and shared (step 4)", "faster", ALT, scheme_steps=4,
             published={f"{FR} · unshared features": "unshared", f"{FR} · shared features": "main"}),
@@ -132,15 +154,18 @@ PRESETS: tuple[Preset, ...] = (
     Preset("faster-table8", FASTER, "Table 8", "Anchor scales x ratios", tuple(
         Row(label, "faster", {"model.anchor_sizes": sizes, "model.anchor_ratios": ratios},
             {"model.anchor_sizes": tuple(4 * s for s in sizes)},
-            published={f"{FR} · {label.replace(',', '')} anchors": "main"} if ref else {})
-        for label, sizes, ratios, ref in (
-            ("1 scale, 1 ratio", (64.0,), (1.0,), True),
-            ("1 scale, 3 ratios", (64.0,), (0.5, 1.0, 2.0), False),
-            ("3 scales, 1 ratio", (32.0, 64.0, 128.0), (1.0,), False),
-            ("3 scales, 3 ratios", (32.0, 64.0, 128.0), (0.5, 1.0, 2.0), True),
+            published={f"{FR} · {label}": "main"})
+        for label, sizes, ratios in (
+            ("1 scale (128^2), 1 ratio", (32.0,), (1.0,)),
+            ("1 scale (256^2), 1 ratio", (64.0,), (1.0,)),
+            ("1 scale (128^2), 3 ratios", (32.0,), (0.5, 1.0, 2.0)),
+            ("1 scale (256^2), 3 ratios", (64.0,), (0.5, 1.0, 2.0)),
+            ("3 scales, 1 ratio", (32.0, 64.0, 128.0), (1.0,)),
+            ("3 scales, 3 ratios", (32.0, 64.0, 128.0), (0.5, 1.0, 2.0)),
         )
     ), varies=("model.anchor_sizes", "model.anchor_ratios"),
-        note="Paper-scale anchors are 4x the cpu-scale ones (600 vs 192-pixel images: 128/256/512)."),
+        note="Paper-scale anchors are 4x the cpu-scale ones (600 vs 192-pixel images): the paper's 128^2 / "
+             "256^2 single-scale rows are 32 / 64 px at cpu scale; 3 scales are 128/256/512 (cpu 32/64/128)."),
     Preset("faster-table9", FASTER, "Table 9", "The RPN loss weight lambda", tuple(
         Row(f"lambda {lam:g}", "faster", {"model.rpn_box_weight": lam / 10},
             published={f"{FR} · lambda {lam:g}": "main"}) for lam in (0.1, 1.0, 10.0, 100.0)
@@ -159,6 +184,25 @@ PRESETS: tuple[Preset, ...] = (
     ), varies=("rcnn.feature_layer", "rcnn.finetune", "rcnn.bbox_reg"),
         note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
              "pipeline, not ImageNet transfer."),
+    Preset("rcnn-appendix-a", RCNN, "Appendix A", "Context padding of the warped region", (
+        Row("context padding 0", "rcnn", {"rcnn.context_padding": 0}),
+        Row("context padding 16 (at 224; scaled to the crop)", "rcnn"),
+    ), varies=("rcnn.context_padding",),
+        note="rcnn.context_padding=None (the default) is the paper's 16 px at a 224 crop scaled to rcnn.crop_size "
+            "(5 px at the cpu scale's 64-pixel crop); the paper scale uses 16 at 224."),
+    Preset("rcnn-appendix-b", RCNN, "Appendix B", "SVM vs softmax; the SVMs' negative IoU threshold", (
+        Row("softmax classifier instead of SVMs", "rcnn", {"rcnn.classifier": "softmax"}),
+        *(Row(f"SVM negatives below IoU {t:g}", "rcnn", {"rcnn.svm_neg_iou": t}) for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)),
+    ), varies=("rcnn.classifier", "rcnn.svm_neg_iou"),
+        note="Negatives of class c are regions with IoU < the threshold with every box of c; 0 keeps only regions "
+            "that overlap no box of c. The SVM rows differ only in the SVM stage (same fine-tuning, same cache)."),
+    Preset("faster-figure2", FASTER, "Figure 2", "Proposal recall against IoU at 300 / 1000 / 2000 proposals", (
+        Row("selective search (Fast R-CNN run)", "fast", {"proposals.max_proposals": 2000}),
+        Row("RPN (Faster R-CNN run)", "faster"),
+    ), varies=("detector", "proposals.max_proposals"),
+        note="Also Fast R-CNN Figure 3's recall. Each run records metrics.proposal_recall[source].recall_vs_iou "
+            "(test.recall_iou_counts 300/1000/2000; the RPN is asked for that many instead of its test top-N); "
+            "the report plots it. The papers publish these as curves, so there is no published value to list."),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
         Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)

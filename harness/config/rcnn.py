@@ -37,7 +37,9 @@ class RCNNConfig:
     classifier: str = "svm"  # svm (the paper) | softmax (appendix B ablation)
     svm_c: float = 0.001  # SVM C on features scaled to mean norm 20 (R-CNN code)
     svm_pos_weight: float = 2.0  # loss weight of positives (R-CNN code)
-    svm_neg_iou: float = 0.3  # negatives: IoU < 0.3 with every box of the class (appendix B)
+    # negatives: IoU < 0.3 with every box of the class (appendix B; its sweep 0, 0.1, ..., 0.5: 0 keeps only
+    # regions that overlap no box of the class)
+    svm_neg_iou: float = 0.3
     hard_negative_rounds: int = 3  # mining passes over the cache after the initial fit
     svm_score_thresh: float = -1.0  # keep detections with an SVM margin above this
     bbox_reg: bool = True  # class-specific box regression (section 3.4)
@@ -86,7 +88,7 @@ def validate_rcnn(r: RCNNConfig) -> list[str]:
         "rcnn.finetune (the softmax classifier is the fine-tuned layer)": r.finetune or r.classifier == "svm",
         "rcnn.svm_c": r.svm_c > 0,
         "rcnn.svm_pos_weight": r.svm_pos_weight > 0,
-        "rcnn.svm_neg_iou": 0.0 < r.svm_neg_iou <= 1.0,
+        "rcnn.svm_neg_iou": 0.0 <= r.svm_neg_iou <= 1.0,
         "rcnn.hard_negative_rounds": r.hard_negative_rounds >= 0,
         "rcnn.bbox_reg_lambda": r.bbox_reg_lambda >= 0,
         "rcnn.bbox_reg_iou": 0.0 <= r.bbox_reg_iou < 1.0,

@@ -25,7 +25,12 @@ from harness.data.errors import DatasetError
 from harness.data.synthetic import SPLITS as SYNTHETIC_SPLITS
 from harness.data.synthetic import SyntheticConfig, SyntheticDataset
 from harness.data.synthetic_hard import SyntheticHardConfig, SyntheticHardDataset
-from harness.data.transforms import Compose, RandomHorizontalFlip, Resize
+from harness.data.transforms import (
+    Compose,
+    RandomHorizontalFlip,
+    RandomScaleResize,
+    Resize,
+)
 from harness.data.voc import VOCDataset
 from harness.data.voc_layout import voc_layout
 from harness.data.yolo import YOLODataset, yolo_layout
@@ -166,9 +171,12 @@ def default_splits(
     return train, test
 
 
-def build_transforms(min_size: int, max_size: int, flip_prob: float = 0.0, seed: int = 0) -> Transform:
-    """``Resize(min_size, max_size)``, then (if ``flip_prob > 0``) a flip seeded with ``seed``."""
-    transforms: list[Transform] = [Resize(min_size, max_size)]
+def build_transforms(min_size: int, max_size: int, flip_prob: float = 0.0, seed: int = 0,
+                     scales: tuple[int, ...] = ()) -> Transform:
+    """``Resize(min_size, max_size)`` (or, with two or more ``scales``, a shorter side drawn from them per
+    image: multi-scale training), then (if ``flip_prob > 0``) a flip seeded with ``seed``."""
+    transforms: list[Transform] = [RandomScaleResize(scales, max_size, seed) if len(scales) > 1
+                                   else Resize(min_size, max_size)]
     if flip_prob > 0:
         transforms.append(RandomHorizontalFlip(flip_prob, seed=seed))
     return Compose(transforms)

@@ -141,6 +141,8 @@ class RandomHorizontalFlip:
     one. The sequence is reproducible for a fixed ``(seed, epoch, num_workers)``.
     """
 
+    stream = "flip"  # names this transform's random stream (derive_seed)
+
     def __init__(self, p: float = 0.5, seed: int | torch.Generator | None = None) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"flip probability must be in [0, 1], got {p}")
@@ -161,7 +163,7 @@ class RandomHorizontalFlip:
         info = torch.utils.data.get_worker_info()
         owner = (os.getpid(), info.id if info is not None else -1)
         if self._generator is None or self._owner != owner:
-            self._generator = torch.Generator().manual_seed(derive_seed(int(self.seed), "flip", owner[1], self._epoch))
+            self._generator = torch.Generator().manual_seed(derive_seed(int(self.seed), self.stream, owner[1], self._epoch))
             self._owner = owner
         return self._generator
 
@@ -178,3 +180,26 @@ class RandomHorizontalFlip:
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomScaleResize(RandomHorizontalFlip):
+    """Multi-scale training (Fast R-CNN 5.2): each time an image is loaded, a shorter side drawn uniformly
+    from ``scales`` (longer side capped at ``max_size``), then as :class:`Resize`.
+
+    The draw uses its own seeded stream (same rules as the flip's: ``(seed, worker, epoch)``).
+    """
+
+    stream = "scale"
+
+    def __init__(self, scales: tuple[int, ...], max_size: int, seed: int | torch.Generator | None = None) -> None:
+        super().__init__(1.0, seed)
+        if not scales:
+            raise ValueError("RandomScaleResize needs at least one scale")
+        self.resizes = [Resize(s, max(max_size, s)) for s in scales]
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        i = int(torch.randint(len(self.resizes), (), generator=self._rng()).item())
+        return self.resizes[i](image, target)
+
+    def __repr__(self) -> str:
+        return f"RandomScaleResize(scales={[r.min_size for r in self.resizes]})"

@@ -16,9 +16,11 @@ import torch
 from harness.config import ConfigError, RunConfig
 from harness.data.base import DetectionDataset
 from harness.evaluation.detection import evaluate_detections
+from harness.evaluation.rpn_swap import rpn_swap_pass
 from harness.evaluation.svd import svd_test_pass
 from harness.evaluation.timing import StageTimer
 from harness.train.engine import predict
+from harness.train.fast_svm import fit_fast_svms
 
 
 @dataclass
@@ -35,6 +37,8 @@ class TestedRun:
     fold: Callable[[StageTimer], None]  # adds time spent outside the network (selective search) to a pass
     unshared: torch.nn.Module | None = None
     progress: Any = None
+    train_set: DetectionDataset | None = None  # for passes that fit something more (Fast R-CNN's SVMs)
+    build: Callable[[RunConfig], torch.nn.Module] | None = None  # a model of another config (the RPN swap)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,41 @@ def _unshared_run(run: TestedRun, record: dict[str, Any]) -> None:
     )
 
 
+def _svm_check(cfg: RunConfig) -> None:
+    if cfg.detector != "fast":
+        raise ConfigError("test.svm trains SVMs on Fast R-CNN's own fc7 RoI features (Fast R-CNN Table 8): use "
+                          "--detector fast (R-CNN's SVMs are rcnn.classifier=svm, its default)")
+
+
+def _svm_run(run: TestedRun, record: dict[str, Any]) -> None:
+    """Fast R-CNN Table 8: R-CNN's SVM trainer on this run's fc7 features, the same test images scored by them."""
+    if run.train_set is None:
+        raise ValueError("the svm test pass needs the training set")
+    record["fast_svm"] = fit_fast_svms(run.model, run.train_set, run.cfg, device=run.device, progress=run.progress)
+    try:
+        predictions, timer = predict(run.model, run.test_set, run.cfg.test, device=run.device)
+    finally:
+        run.model.set_svms(None)  # later passes (SVD) test the softmax network
+    run.fold(timer)
+    record["metrics_svm"] = evaluate_detections(
+        predictions, run.ground_truth, run.test_set.class_names, label_to_category=run.test_set.label_to_category
+    )
+    record["timing"]["svm"] = {"test_s_per_img": timer.summary(), "stages": timer.medians()}
+
+
+def _rpn_swap_check(cfg: RunConfig) -> None:
+    if cfg.detector != "fast":
+        raise ConfigError("test.rpn_proposals tests a selective-search-trained Fast R-CNN on a separately trained "
+                          "RPN's proposals (Faster R-CNN Table 2): use --detector fast")
+
+
+def _rpn_swap_run(run: TestedRun, record: dict[str, Any]) -> None:
+    if run.train_set is None or run.build is None:
+        raise ValueError("the rpn_proposals test pass needs the training set and a model builder")
+    record["rpn_proposals"] = rpn_swap_pass(run.model, run.cfg, run.train_set, run.test_set, run.ground_truth,
+                                            run.build, device=run.device, progress=run.progress)
+
+
 def _always_possible(cfg: RunConfig) -> None:
     return None
 
@@ -78,6 +117,8 @@ def _always_possible(cfg: RunConfig) -> None:
 TEST_PASSES: tuple[TestPass, ...] = (
     TestPass("unshared", lambda cfg: cfg.train.scheme == "alternating", _always_possible, _unshared_run),
     TestPass("svd", lambda cfg: cfg.test.svd, _svd_check, _svd_run),
+    TestPass("svm", lambda cfg: cfg.test.svm, _svm_check, _svm_run),
+    TestPass("rpn_proposals", lambda cfg: cfg.test.rpn_proposals, _rpn_swap_check, _rpn_swap_run),
 )
 
 

@@ -18,6 +18,7 @@ from .ablations import ablations
 from .benchmarks import benchmarks
 from .blocks import Note, Section, slug
 from .claims import claims
+from .extra_passes import extra_passes
 from .gallery import detections
 from .papers import against_papers
 from .published import load_published
@@ -43,6 +44,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Reproductions", reproductions),
     ("Claims", lambda rs, pub: claims(rs)),
     ("Ablations", lambda rs, pub: ablations(rs)),
+    ("Extra test passes", lambda rs, pub: extra_passes(rs)),
     ("Provenance", lambda rs, pub: provenance(rs)),
 ]
 

@@ -116,7 +116,7 @@ def _preset_candidates(row: pd.Series, tables: list[PresetTable]) -> tuple[list[
 
 
 _PASS_COLS = {"main": ("map50_voc07", "test_s_median"), "unshared": ("map50_voc07_unshared", None),
-              "svd": ("map50_voc07_svd", "test_s_median_svd")}
+              "svd": ("map50_voc07_svd", "test_s_median_svd"), "svm": ("map50_voc07_svm", None)}
 
 
 def _row_values(row: pd.Series, t: PresetTable, r: RowRuns, which: str) -> tuple[list[float], str] | None:

@@ -248,6 +248,11 @@ def record_row(rec: dict, source: str, lineno: int) -> dict[str, Any]:
         "pr_curves": metrics.get("pr_curves") if isinstance(metrics.get("pr_curves"), dict) else {},
         "proposal_recall": metrics.get("proposal_recall")
         if isinstance(metrics.get("proposal_recall"), dict) else {},
+        # extra test passes of issue 17's tables: Fast R-CNN scored by SVMs; tested on a separate RPN's proposals
+        "map50_voc07_svm": num(get(rec, "metrics_svm", "map50_voc07")),
+        "map50_area_svm": num(get(rec, "metrics_svm", "map50_area")),
+        "rpn_variants": get(rec, "rpn_proposals", "variants")
+        if isinstance(get(rec, "rpn_proposals", "variants"), dict) else {},
         "disk_items": get(rec, "disk", "items")
         if isinstance(get(rec, "disk", "items"), dict) else {},
         "config_flat": flatten_config(rec.get("config")),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import plots
+from . import plots, recall_iou
 from .blocks import (
     DASH,
     Note,
@@ -268,7 +268,7 @@ def _get(d: Any, k: str) -> Any:
 
 
 def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
-    series, rows = [], []
+    series, rows, iou_series = [], [], []
     for key, g in iter_groups(ok):
         rep = representative(g)
         for method, pr in (rep["proposal_recall"] or {}).items():
@@ -283,6 +283,7 @@ def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
             if not recalls:
                 continue
             series.append(plots.RecallSeries(group_name(key), key[0], str(method), ns, recalls))
+            iou_series.append(recall_iou.series_of(group_name(key), key[0], str(method), pr))
             for j, n in enumerate(ns):
                 rows.append({"group": group_name(key), "run_id": rep["run_id"],
                              "method": str(method), "num_proposals": n,
@@ -292,6 +293,9 @@ def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
                      "(metrics.proposal_recall)."))
         return
     sec.add(plots.proposal_recall(series))
+    iou_series = [s for s in iou_series if s is not None]
+    sec.add(recall_iou.figure(iou_series))
+    sec.add(recall_iou.table(iou_series))
     data = pd.DataFrame(rows)
     display = data.copy()
     for c in display.columns:

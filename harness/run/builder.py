@@ -30,10 +30,14 @@ def build_rpn(m: ModelConfig, parts: BackboneParts) -> RegionProposalNetwork:
         nms_thresh=m.rpn_nms_thresh,
         ignore_cross_boundary=m.rpn_ignore_cross_boundary,
         box_weight=m.rpn_box_weight,
+        test_nms=m.rpn_test_nms,
+        test_scores=m.rpn_test_scores,
+        test_regression=m.rpn_test_regression,
     )
 
 
-def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Module, num_classes: int) -> TwoStageDetector:
+def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Module, num_classes: int,
+                    *, test_box_regression: bool = True) -> TwoStageDetector:
     """Fast R-CNN's head and post-processing around any proposal source."""
     coder = BoxCoder((0.1, 0.1, 0.2, 0.2))
     head = RoIHead(
@@ -61,6 +65,7 @@ def build_two_stage(m: ModelConfig, parts: BackboneParts, proposal_source: nn.Mo
         std=parts.std,
         box_weight=m.box_weight,
         box_regression=not m.cls_only,
+        test_box_regression=test_box_regression,
         score_thresh=m.score_thresh,
         nms_thresh=m.nms_thresh,
         max_detections=m.max_detections,
@@ -84,7 +89,10 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
             source: nn.Module = PrecomputedProposals(top_n=cfg.proposals.max_proposals)
         else:
             source = build_rpn(m, parts)
-        model = build_two_stage(m, parts, source, num_classes)
+        model = build_two_stage(m, parts, source, num_classes, test_box_regression=cfg.test.box_regression)
+        if len(cfg.data.scales) > 1:  # the test-time image pyramid (Fast R-CNN 5.2)
+            side = cfg.data.pyramid_roi_side or 224.0 * cfg.data.min_size / 600
+            model.set_test_pyramid(cfg.data.scales, cfg.data.max_size, side)
     if m.channels_last:
         # 4-D (conv) weights only; a convolution given channels-last weights also returns its output, and so
         # the next layer's input, channels-last; values and shapes are unchanged (NCHW semantics throughout)

@@ -62,6 +62,8 @@ def build_datasets(cfg: RunConfig) -> tuple[data_layer.DetectionDataset, data_la
     default_train, default_test = data_layer.default_splits(d.dataset, **options)
     common = {"min_size": d.min_size, "max_size": d.max_size, "seed": cfg.seed, "synthetic": d.synthetic, **options}
     train_set = data_layer.build_dataset(d.dataset, d.train_split or default_train, flip_prob=d.flip_prob, **common)
+    if len(d.scales) > 1:  # multi-scale training (Fast R-CNN 5.2): a shorter side drawn per image
+        train_set.transforms = data_layer.build_transforms(d.min_size, d.max_size, d.flip_prob, cfg.seed, d.scales)
     test_set = data_layer.build_dataset(d.dataset, d.test_split or default_test, flip_prob=0.0, **common)
     if train_set.class_names != test_set.class_names:
         raise data_layer.DatasetError("train and test splits disagree on the class list")
@@ -271,7 +273,8 @@ def _train_and_test(
                                       seed=cfg.test.gallery_seed)
     metrics["proposal_recall"] = {
         proposal_stage.name: proposal_recall_curve(
-            model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images
+            model, test_set, cfg.test.recall_counts, device=device, max_images=cfg.test.max_images,
+            iou_counts=cfg.test.recall_iou_counts,
         )
     }
     record["metrics"] = metrics
@@ -288,6 +291,7 @@ def _train_and_test(
     )
     proposal_stage.record_into(record)
     tested = TestedRun(cfg, model, test_set, device, ground_truth, metrics, timer, proposal_stage.fold_test_time,
-                       unshared=fitted.unshared, progress=progress)
+                       unshared=fitted.unshared, progress=progress, train_set=train_set,
+                       build=lambda c: build_model(c, train_set.num_classes))
     for extra in passes:
         extra.run(tested, record)

@@ -47,6 +47,9 @@ class RunRecord(Envelope, total=False):
     metrics: dict[str, Any]  # map50_voc07, map50_area, coco_*, per_class, pr_curves, proposal_recall
     metrics_svd: dict[str, Any] | None  # the truncated-SVD test pass (Fast R-CNN 3.1)
     metrics_unshared: dict[str, Any]  # alternating training's step-2 system (Faster R-CNN Table 3)
+    metrics_svm: dict[str, Any]  # Fast R-CNN scored by SVMs on its own fc7 (test.svm, Fast R-CNN Table 8)
+    rpn_proposals: dict[str, Any]  # fast + test.rpn_proposals: mAP on a separate RPN's proposals per variant
+    fast_svm: dict[str, Any]  # those SVMs: positives, mining, feature extraction and fit seconds
     svd: dict[str, Any]  # ranks, layers, head time and mAP without / with SVD
     timing: dict[str, Any]  # train_s, train_iters, epochs, train_stages, test_s_per_img, stages, svd, ...
     final_losses: dict[str, float]

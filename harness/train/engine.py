@@ -361,13 +361,19 @@ def to_original_frame(pred: dict[str, torch.Tensor], target: dict) -> dict[str, 
     }
 
 
+RECALL_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
+
+
 @torch.no_grad()
 def proposal_recall_curve(
-    model: nn.Module, dataset: DetectionDataset, counts: tuple[int, ...], *, device: torch.device, max_images: int | None
-) -> dict[str, list]:
-    """Recall of gt boxes at IoU 0.5 and 0.7 by the first n proposals, n in ``counts``.
+    model: nn.Module, dataset: DetectionDataset, counts: tuple[int, ...], *, device: torch.device, max_images: int | None,
+    iou_counts: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Recall of gt boxes at IoU 0.5 and 0.7 by the first n proposals, n in ``counts``; and, for each n in
+    ``iou_counts``, recall against the IoU threshold 0.5 ... 0.95 (Faster R-CNN Figure 2, Fast R-CNN Figure 3):
+    ``recall_vs_iou = {"iou": [...], "num_proposals": [...], "recall": [[one per IoU] one per n]}``.
 
-    Every proposal source is asked for ``max(counts)`` proposals (for the RPN: instead of
+    Every proposal source is asked for ``max(counts, iou_counts)`` proposals (for the RPN: instead of
     its test-time top-N), so selective search and the RPN are compared at equal n.
     """
     from harness.evaluation.detection import proposal_recall
@@ -377,12 +383,17 @@ def proposal_recall_curve(
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     for i in range(n):
         image, target = dataset[i]
-        (p,) = model.propose([image.to(device)], eval_inputs(target, device), top_n=max(counts))
+        (p,) = model.propose([image.to(device)], eval_inputs(target, device), top_n=max((*counts, *iou_counts)))
         props.append(p.cpu())
         gts.append(training_target(target)["boxes"])
-    return {
+    out: dict[str, Any] = {
         "num_proposals": list(counts),
         "recall@0.5": proposal_recall(props, gts, list(counts), 0.5),
         "recall@0.7": proposal_recall(props, gts, list(counts), 0.7),
         "mean_proposals": float(np.mean([p.shape[0] for p in props])) if props else 0.0,
     }
+    if iou_counts:
+        by_iou = [proposal_recall(props, gts, list(iou_counts), t) for t in RECALL_IOUS]  # [IoU][n]
+        out["recall_vs_iou"] = {"iou": list(RECALL_IOUS), "num_proposals": list(iou_counts),
+                                "recall": [[r[j] for r in by_iou] for j in range(len(iou_counts))]}
+    return out

@@ -161,13 +161,24 @@ def _negative_chunks(
             onehot[torch.arange(g), torch.tensor(meta["gt_labels"]) - 1] = 1.0
             # (n, G, 1) * (1, G, K) -> best IoU with a box of each class: (n, K)
             best = (box_iou(boxes, boxes[:g])[:, :, None] * onehot[None]).amax(dim=1)
-        yield x * scale, best < neg_iou, offset + torch.arange(x.shape[0])
+        # a region that overlaps no box of the class is always a negative (so neg_iou = 0 keeps exactly those)
+        yield x * scale, (best < neg_iou) | (best <= 0), offset + torch.arange(x.shape[0])
         offset += x.shape[0]
 
 
 def fit_svms(model: RCNN, cache: FeatureCache, n: int, r: RCNNConfig, *, seed: int = 0) -> dict[str, Any]:
     """Per-class SVMs from the cache (positives: gt boxes only; hard-negative mining); installs them."""
-    k_classes = model.num_classes
+    weight, bias, scale, info = svms_from_cache(cache, n, model.num_classes, r, seed=seed)
+    model.set_svms(weight, bias, scale)
+    return info
+
+
+def svms_from_cache(
+    cache: FeatureCache, n: int, k_classes: int, r: RCNNConfig, *, seed: int = 0
+) -> tuple[Tensor, Tensor, float, dict[str, Any]]:
+    """Per-class SVMs from a feature cache whose entries hold the gt boxes first (``num_gt``,
+    ``gt_labels``, ``boxes``): ``W [K, D]``, ``b [K]``, the feature scale and the record's figures.
+    Also Fast R-CNN's SVMs on its own fc7 (Table 8: :mod:`harness.train.fast_svm`)."""
     positives: list[list[Tensor]] = [[] for _ in range(k_classes)]
     norm_sum, count = 0.0, 0
     for i in range(n):  # pass 1: positives and the feature scale
@@ -183,8 +194,8 @@ def fit_svms(model: RCNN, cache: FeatureCache, n: int, r: RCNNConfig, *, seed: i
         pos, lambda: _negative_chunks(cache, n, k_classes, scale, r.svm_neg_iou), C=r.svm_c,
         pos_weight=r.svm_pos_weight, rounds=r.hard_negative_rounds, generator=generator, log=log.info,
     )
-    model.set_svms(weight, bias, scale)
-    return {"positives": [int(p.shape[0]) for p in pos], "feature_scale": scale, "mining": asdict(stats)}
+    return weight, bias, scale, {"positives": [int(p.shape[0]) for p in pos], "feature_scale": scale,
+                                 "mining": asdict(stats)}
 
 
 def fit_box_regressors(model: RCNN, cache: FeatureCache, n: int, r: RCNNConfig) -> dict[str, Any]:

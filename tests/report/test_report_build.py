@@ -15,7 +15,7 @@ from harness.report.build import ReportSectionWarning
 from harness.report.published import PUBLISHED_CSV, SOURCE_COLUMNS, load_published
 
 SECTIONS = ["Summary", "Speed", "Accuracy", "Detections", "Training", "Storage", "Benchmarks",
-            "Against the papers", "Reproductions", "Claims", "Ablations", "Provenance"]
+            "Against the papers", "Reproductions", "Claims", "Ablations", "Extra test passes", "Provenance"]
 
 
 def _csv(out, name) -> list[dict]:
