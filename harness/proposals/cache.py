@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,12 +41,7 @@ import torch
 from torch import Tensor
 
 from detectors.selective_search import SelectiveSearchParams
-from harness.run.storage import atomic_write_bytes
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no claims (two processes may then compute one entry twice, harmlessly)
-    fcntl = None  # type: ignore[assignment]
+from harness.run.storage import atomic_write_bytes, claim_file
 
 log = logging.getLogger(__name__)
 
@@ -172,32 +166,8 @@ class ProposalCache:
         another live process holds it (it is computing that entry now). The claim file is removed
         on the way out, while still held.
         """
-        if fcntl is None:
-            yield True
-            return
-        lock = self.claim_path(digest)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                os.close(fd)
-                yield False
-                return
-            try:  # the previous holder removed the file after we opened it: our lock guards nothing
-                current = os.stat(lock).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                break
-            os.close(fd)
-        try:
-            os.write(fd, f"{os.getpid()}\n".encode())  # who computes it, for a person looking
-            yield True
-        finally:
-            lock.unlink(missing_ok=True)
-            os.close(fd)
+        with claim_file(self.claim_path(digest), wait=wait) as mine:
+            yield mine
 
     def usage(self) -> tuple[int, int]:
         """``(bytes, entries)`` under this parameter set's folder."""

@@ -15,9 +15,15 @@ import errno
 import glob
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks
+    fcntl = None  # type: ignore[assignment]
 
 
 class StorageError(OSError):
@@ -113,4 +119,42 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         pass
     finally:
+        os.close(fd)
+
+
+@contextmanager
+def claim_file(path: Path, *, wait: bool = False, remove: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` inside the ``with``; yields whether it is ours.
+
+    ``wait=False`` yields ``False`` at once when another live process holds it. The kernel drops a
+    lock when its process dies (``kill -9`` included), so a claim is never left stale. ``remove``:
+    unlink the file on the way out, while still held. The holder's pid is written into the file,
+    for a person looking. Without ``fcntl`` (not POSIX) there are no locks: a single writer is assumed.
+    """
+    if fcntl is None:
+        yield True
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        try:  # the previous holder removed the file after we opened it: our lock guards nothing
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        if remove:
+            path.unlink(missing_ok=True)
         os.close(fd)

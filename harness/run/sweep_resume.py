@@ -19,16 +19,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks (a single writer is then assumed)
-    fcntl = None  # type: ignore[assignment]
+from harness.run.storage import claim_file, fcntl
 
 log = logging.getLogger(__name__)
 
@@ -37,40 +33,9 @@ CLAIMS = ".claims"
 
 
 @contextmanager
-def _flock(path: Path, *, remove: bool) -> Iterator[bool]:
-    """Exclusive non-blocking ``flock`` on ``path``; yields whether it is ours. ``remove``: unlink it at the end."""
-    if fcntl is None:
-        yield True
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            yield False
-            return
-        try:  # removed by its previous holder after we opened it: lock the file now there
-            current = os.stat(path).st_ino
-        except FileNotFoundError:
-            current = None
-        if current == os.fstat(fd).st_ino:
-            break
-        os.close(fd)
-    try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield True
-    finally:
-        if remove:
-            path.unlink(missing_ok=True)
-        os.close(fd)
-
-
-@contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Held by the process running ``run_dir`` (see the module docstring)."""
-    with _flock(Path(run_dir) / RUN_LOCK, remove=True):
+    with claim_file(Path(run_dir) / RUN_LOCK, remove=True):
         yield
 
 
@@ -79,7 +44,7 @@ def is_live(run_dir: Path) -> bool:
     lock = Path(run_dir) / RUN_LOCK
     if fcntl is None or not lock.exists():
         return False
-    with _flock(lock, remove=False) as mine:
+    with claim_file(lock, remove=False) as mine:
         pass
     if mine:
         lock.unlink(missing_ok=True)  # left by a killed run
@@ -89,7 +54,7 @@ def is_live(run_dir: Path) -> bool:
 @contextmanager
 def claim_point(results_dir: Path, key: str) -> Iterator[bool]:
     """Claim a sweep point (by config hash); yields ``False`` when a live process holds it."""
-    with _flock(Path(results_dir) / CLAIMS / f"{key}.lock", remove=True) as mine:
+    with claim_file(Path(results_dir) / CLAIMS / f"{key}.lock", remove=True) as mine:
         yield mine
 
 
