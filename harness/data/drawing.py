@@ -105,6 +105,36 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area + areas - inter)
 
 
+def object_sampler(
+    size: int,
+    height: int,
+    width: int,
+    *,
+    num_classes: int,
+    shape_mask: TextureFn,  # (rng, label, h, w) -> the class's mask
+    side_range: tuple[float, float],
+    sqrt_area_range: tuple[float, float],
+    aspect_range: tuple[float, float],
+    min_side_px: int = 0,
+) -> ObjectSampler:
+    """``sample(rng) -> (label, y0, x0, mask)`` for :func:`place_objects`: a class uniform in 1..K-1, a
+    log-uniform sqrt(area) and aspect ratio (fractions of ``size``), sides clipped to ``side_range`` (at least
+    ``min_side_px``) and to the image, a uniform position, and the class's mask."""
+    side_lo, side_hi = max(min_side_px, int(round(side_range[0] * size))), int(round(side_range[1] * size))
+    log_area = (math.log(sqrt_area_range[0] * size), math.log(sqrt_area_range[1] * size))
+    log_aspect = (math.log(aspect_range[0]), math.log(aspect_range[1]))
+
+    def sample(rng: np.random.Generator) -> tuple[int, int, int, np.ndarray]:
+        label = int(rng.integers(1, num_classes))
+        side, aspect = math.exp(rng.uniform(*log_area)), math.exp(rng.uniform(*log_aspect))
+        h = int(np.clip(round(side * math.sqrt(aspect)), side_lo, min(side_hi, height)))
+        w = int(np.clip(round(side / math.sqrt(aspect)), side_lo, min(side_hi, width)))
+        y0, x0 = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        return label, y0, x0, shape_mask(rng, label, h, w)
+
+    return sample
+
+
 def place_objects(
     rng: np.random.Generator,
     image: np.ndarray,

@@ -59,6 +59,7 @@ from harness.data.drawing import (
     ellipse_mask,
     finish,
     hsv_colour,
+    object_sampler,
     place_objects,
     polygon_mask,
     shaded_spots,
@@ -204,17 +205,9 @@ def render_hard_scene(rng: np.random.Generator, config: SyntheticConfig) -> Scen
                      lines=(4, 10))
 
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
-    side_lo, side_hi = max(6, int(round(_SIDE_MIN * size))), int(round(_SIDE_MAX * size))
-    log_area = (math.log(_SQRT_AREA_RANGE[0] * size), math.log(_SQRT_AREA_RANGE[1] * size))
-    log_aspect = (math.log(_ASPECT_RANGE[0]), math.log(_ASPECT_RANGE[1]))
-
-    def sample(rng: np.random.Generator) -> tuple[int, int, int, np.ndarray]:
-        label = int(rng.integers(1, len(CLASS_NAMES)))
-        side, aspect = math.exp(rng.uniform(*log_area)), math.exp(rng.uniform(*log_aspect))
-        h = int(np.clip(round(side * math.sqrt(aspect)), side_lo, min(side_hi, height)))
-        w = int(np.clip(round(side / math.sqrt(aspect)), side_lo, min(side_hi, width)))
-        y0, x0 = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        return label, y0, x0, _shape_mask(rng, label, h, w)
+    sample = object_sampler(size, height, width, num_classes=len(CLASS_NAMES), shape_mask=_shape_mask,
+                            side_range=(_SIDE_MIN, _SIDE_MAX), sqrt_area_range=_SQRT_AREA_RANGE,
+                            aspect_range=_ASPECT_RANGE, min_side_px=6)
 
     boxes, labels = place_objects(
         rng, image, wanted, sample, _texture, max_pair_iou=MAX_PAIR_IOU, min_visible=MIN_VISIBLE_FRACTION
