@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 # A run small enough for tests: 6 synthetic training images (3 steps per epoch), 1 test image.
 TINY_RUN = [
@@ -168,3 +169,14 @@ def coco_json(path: Path, images: list[tuple[int, str]], boxes: dict[int, list[l
             "annotations": anns, "categories": [{"id": c, "name": n} for c, n in categories]}
     path.write_text(json.dumps(data))
     return path
+
+
+# the cat and dog objects the writers above put in every image, in the harness frame (x1 = xmin - 1, x2 = xmax)
+EXPECTED_BOXES = torch.tensor([[16.0, 12.0, 32.0, 24.0], [39.0, 19.0, 60.0, 44.0]])
+
+
+def build_small(spec: str, split: str, **kw):
+    """``build_dataset`` at the small sizes these files are written at (48 x 64)."""
+    from harness.data import build_dataset
+
+    return build_dataset(spec, split, min_size=48, max_size=64, **kw)

@@ -9,6 +9,8 @@ import torch
 from dirty_data import (
     CAT,
     DOG,
+    EXPECTED_BOXES,
+    build_small,
     coco_json,
     image,
     jpeg_bytes,
@@ -23,18 +25,10 @@ from harness.data import (
     BACKGROUND,
     DatasetError,
     available_splits,
-    build_dataset,
     default_splits,
 )
 from harness.data.layouts import hash_split
 from harness.data.voc_layout import voc_layout
-
-# the cat and dog of dirty_data, in the harness frame (x1 = xmin - 1, x2 = xmax)
-EXPECTED = torch.tensor([[16.0, 12.0, 32.0, 24.0], [39.0, 19.0, 60.0, 44.0]])
-
-
-def _build(spec: str, split: str, **kw):
-    return build_dataset(spec, split, min_size=48, max_size=64, **kw)
 
 
 def test_labelimg_xml_beside_each_image_split_80_20_by_seed(tmp_path: Path):
@@ -43,14 +37,14 @@ def test_labelimg_xml_beside_each_image_split_80_20_by_seed(tmp_path: Path):
     assert layout.kind == "scan" and "beside the XML (10)" in layout.description
     assert "80/20" in layout.split_rule and "seed 0" in layout.split_rule
     assert default_splits(f"voc:{root}") == ("train", "test")
-    train, test = _build(f"voc:{root}", "train"), _build(f"voc:{root}", "test")
+    train, test = build_small(f"voc:{root}", "train"), build_small(f"voc:{root}", "test")
     assert (len(train), len(test)) == (8, 2) and not set(train.ids) & set(test.ids)
     assert train.class_names == (BACKGROUND, "cat", "dog")
-    assert torch.equal(test.annotation(0)["boxes"], EXPECTED) and test.annotation(0)["labels"].tolist() == [1, 2]
+    assert torch.equal(test.annotation(0)["boxes"], EXPECTED_BOXES) and test.annotation(0)["labels"].tolist() == [1, 2]
     assert test.image_path(0) == root / f"{test.ids[0]}.jpg"
     # the same seed gives the same split; another seed another one (fixed by the names, not by chance)
-    assert _build(f"voc:{root}", "test").ids == test.ids
-    other = _build(f"voc:{root}", "test", split_seed=1).ids
+    assert build_small(f"voc:{root}", "test").ids == test.ids
+    other = build_small(f"voc:{root}", "test", split_seed=1).ids
     assert other != test.ids and len(other) == 2
     assert hash_split([f"img{i:02d}" for i in range(10)], 1) == hash_split([f"img{i:02d}" for i in range(10)], 1)
 
@@ -61,25 +55,25 @@ def test_train_valid_test_folders_with_images_and_xml_side_by_side(tmp_path: Pat
     root = write_voc_tree(tmp_path / "export", placement)
     assert available_splits(f"voc:{root}") == ["test", "train", "val"]  # valid/ counts as val
     assert default_splits(f"voc:{root}") == ("train", "test")
-    test = _build(f"voc:{root}", "test")
+    test = build_small(f"voc:{root}", "test")
     assert test.ids == ["test/c0", "test/c1"] and test.split_rule.startswith("by folder: test, train, val")
-    assert len(_build(f"voc:{root}", "train")) == 3 and _build(f"voc:{root}", "val").ids == ["valid/b0"]
-    assert torch.equal(test.annotation(1)["boxes"], EXPECTED)
+    assert len(build_small(f"voc:{root}", "train")) == 3 and build_small(f"voc:{root}", "val").ids == ["valid/b0"]
+    assert torch.equal(test.annotation(1)["boxes"], EXPECTED_BOXES)
 
 
 def test_annotations_folder_beside_images_folder_and_filename_fallback(tmp_path: Path):
     placement = {f"p{i}": ("annotations", "images") for i in range(5)}
     root = write_voc_tree(tmp_path / "ds", placement, filename=False, ext=".png")  # no <filename>: by the XML name
-    ds = _build(f"voc:{root}", "train")
+    ds = build_small(f"voc:{root}", "train")
     assert "images/ (5)" in ds.layout and all(ds.image_path(i).parent == root / "images" for i in range(len(ds)))
     assert ds.load_image(0).shape == (48, 64, 3)
     # annotations/<split>/ mirrored by images/<split>/
     mirrored = write_voc_tree(tmp_path / "mirror", {"x": ("annotations/train", "images/train"),
                                                     "y": ("annotations/val", "images/val")})
-    assert _build(f"voc:{mirrored}", "val").image_path(0) == mirrored / "images" / "val" / "y.jpg"
+    assert build_small(f"voc:{mirrored}", "val").image_path(0) == mirrored / "images" / "val" / "y.jpg"
     # VOC2007 folders without ImageSets: Annotations/ + JPEGImages/, split 80/20
     plain = write_voc_tree(tmp_path / "VOCplain", {f"q{i}": ("Annotations", "JPEGImages") for i in range(5)})
-    assert _build(f"voc:{plain}", "test").image_path(0).parent == plain / "JPEGImages"
+    assert build_small(f"voc:{plain}", "test").image_path(0).parent == plain / "JPEGImages"
 
 
 def test_imagesets_layout_is_read_exactly_as_before(tmp_path: Path):
@@ -89,7 +83,7 @@ def test_imagesets_layout_is_read_exactly_as_before(tmp_path: Path):
     layout = voc_layout(root)
     assert layout.kind == "imagesets" and layout.split_rule == "ImageSets/Main/<split>.txt"
     assert available_splits(f"voc:{root}") == ["test", "trainval"]
-    assert _build(f"voc:{root}", "trainval").ids == ["t0", "t1", "t2"]
+    assert build_small(f"voc:{root}", "trainval").ids == ["t0", "t1", "t2"]
 
 
 def test_unnamed_images_missing_images_and_foreign_xml_are_warned(tmp_path: Path, caplog):
@@ -102,7 +96,7 @@ def test_unnamed_images_missing_images_and_foreign_xml_are_warned(tmp_path: Path
     assert "1 images that no XML names (not used): orphan.jpg" in caplog.text
     assert "1 of 6 XMLs name an image that is not there" in caplog.text and "gone.xml" in caplog.text
     assert "skipped 1 .xml files that are not VOC annotations" in caplog.text and "pom.xml" in caplog.text
-    assert sum("gone" in _build(f"voc:{root}", s).ids for s in splits) == 1
+    assert sum("gone" in build_small(f"voc:{root}", s).ids for s in splits) == 1
     code, text = _cli("datasets", f"voc:{root}")
     assert code == 2 and "gone.jpg is missing" in text  # a missing image still stops before training
 
@@ -151,20 +145,20 @@ def test_coco_in_two_files_test_split_is_the_second_file(tmp_path: Path):
     val = coco_json(tmp_path / "val.json", [(7, "c.jpg")], {7: [[39, 19, 21, 25, 2]]})
     spec = f"coco:{train},{val}"
     assert default_splits(spec) == ("train", "test") and available_splits(spec) == ["train", "test"]
-    tr, te = _build(spec, "train"), _build(spec, "test")
+    tr, te = build_small(spec, "train"), build_small(spec, "test")
     assert tr.image_ids == [1, 2] and te.image_ids == [7]  # whole files, no 80/20 cut
     assert te.name == "coco:val/test" and "test = val.json" in te.split_rule
     assert torch.equal(te.annotation(0)["boxes"], torch.tensor([[39.0, 19.0, 60.0, 44.0]]))
     assert tr.class_names == te.class_names == (BACKGROUND, "cat", "dog")
     with pytest.raises(DatasetError, match="no split 'all'"):
-        _build(spec, "all")
+        build_small(spec, "all")
     # one images folder per file
     (tmp_path / "tr").mkdir(), (tmp_path / "va").mkdir()
     (tmp_path / "va" / "c.jpg").write_bytes(jpeg_bytes(image()))
-    per_file = _build(f"coco:{train},{val}:{tmp_path / 'tr'},{tmp_path / 'va'}", "test")
+    per_file = build_small(f"coco:{train},{val}:{tmp_path / 'tr'},{tmp_path / 'va'}", "test")
     assert per_file.image_path(0) == tmp_path / "va" / "c.jpg"
     with pytest.raises(DatasetError, match="COCO annotation file .*nope.json' does not exist"):
-        _build(f"coco:{train},{tmp_path / 'nope.json'}", "test")
+        build_small(f"coco:{train},{tmp_path / 'nope.json'}", "test")
 
 
 def test_coco_files_with_different_classes_stop_a_run(tmp_path: Path):

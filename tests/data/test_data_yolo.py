@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from dirty_data import exif_rotated_jpeg, image, write_yolo
+from dirty_data import EXPECTED_BOXES, build_small, exif_rotated_jpeg, image, write_yolo
 
 from harness.data import (
     BACKGROUND,
@@ -19,32 +19,26 @@ from harness.data import (
 from harness.data.yolo import label_path
 from harness.data.yolo_yaml import parse_data_yaml
 
-EXPECTED = torch.tensor([[16.0, 12.0, 32.0, 24.0], [39.0, 19.0, 60.0, 44.0]])
-
-
-def _build(spec: str, split: str, **kw):
-    return build_dataset(spec, split, min_size=48, max_size=64, **kw)
-
 
 @pytest.mark.parametrize("form", ["list", "dict"])
 def test_ultralytics_tree_with_data_yaml(tmp_path: Path, form: str):
     root = write_yolo(tmp_path / "yolo", {"train": 3, "val": 2}, yaml=form)
     for spec in (f"yolo:{root}", f"yolo:{root / 'data.yaml'}"):
         assert available_splits(spec) == ["train", "val"] and default_splits(spec) == ("train", "val")
-        ds = _build(spec, "val")
+        ds = build_small(spec, "val")
         assert len(ds) == 2 and ds.class_names == (BACKGROUND, "cat", "dog")
         target = ds.annotation(1)
-        assert torch.allclose(target["boxes"], EXPECTED, atol=1e-3) and target["labels"].tolist() == [1, 2]
+        assert torch.allclose(target["boxes"], EXPECTED_BOXES, atol=1e-3) and target["labels"].tolist() == [1, 2]
         assert target["orig_size"].tolist() == [48, 64] and target["boxes"].dtype == torch.float32
     assert "data.yaml" in ds.layout and ds.split_rule == "by data.yaml"
     image_t, resized = ds[0]  # the transforms move the converted boxes like any other
-    assert image_t.shape[-2:] == (48, 64) and torch.allclose(resized["boxes"], EXPECTED, atol=1e-3)
+    assert image_t.shape[-2:] == (48, 64) and torch.allclose(resized["boxes"], EXPECTED_BOXES, atol=1e-3)
 
 
 def test_box_conversion_uses_each_images_own_size(tmp_path: Path):
     root = write_yolo(tmp_path / "yolo", {"train": 1, "test": 1}, lines=["0 0.5 0.5 0.5 0.25"])
     cv2.imwrite(str(root / "images" / "test" / "test0.jpg"), image(100, 200))  # 200 wide, 100 high
-    ds = _build(f"yolo:{root}", "test")
+    ds = build_small(f"yolo:{root}", "test")
     assert ds.annotation(0)["boxes"].tolist() == [[50.0, 37.5, 150.0, 62.5]]
     assert ds.annotation(0)["orig_size"].tolist() == [100, 200]
 
@@ -60,7 +54,7 @@ def test_roboflow_split_folders_classes_txt_and_flat_80_20(tmp_path: Path):
         flat = write_yolo(tmp_path / f"tmp_{split}", {"x": 2}, yaml=None)
     (root / "classes.txt").write_text("cat\ndog\n")
     assert default_splits(f"yolo:{root}") == ("train", "val")
-    val = _build(f"yolo:{root}", "val")
+    val = build_small(f"yolo:{root}", "val")
     assert len(val) == 2 and val.class_names == (BACKGROUND, "cat", "dog") and "classes.txt" in val.layout
     # images/ + labels/ with no split folders: 80/20 by file name, seeded
     plain = tmp_path / "plain"
@@ -69,17 +63,17 @@ def test_roboflow_split_folders_classes_txt_and_flat_80_20(tmp_path: Path):
     (tree / "images" / "all").rename(plain / "images")
     (tree / "labels" / "all").rename(plain / "labels")
     (tree / "classes.txt").rename(plain / "classes.txt")
-    train, test = _build(f"yolo:{plain}", "train"), _build(f"yolo:{plain}", "test")
+    train, test = build_small(f"yolo:{plain}", "train"), build_small(f"yolo:{plain}", "test")
     assert (len(train), len(test)) == (8, 2) and "80/20" in test.split_rule
-    assert _build(f"yolo:{plain}", "test", split_seed=5).image_path(0) != test.image_path(0) or \
-        _build(f"yolo:{plain}", "test", split_seed=5).image_path(1) != test.image_path(1)
+    assert build_small(f"yolo:{plain}", "test", split_seed=5).image_path(0) != test.image_path(0) or \
+        build_small(f"yolo:{plain}", "test", split_seed=5).image_path(1) != test.image_path(1)
 
 
 def test_class_names_from_the_config_and_none_at_all(tmp_path: Path):
     root = write_yolo(tmp_path / "yolo", {"train": 1, "val": 1}, yaml=None)
     with pytest.raises(DatasetError, match="no class names for the YOLO labels.*--set data.class_names"):
-        _build(f"yolo:{root}", "val")
-    ds = _build(f"yolo:{root}", "val", class_names=("kitty", "doggy"))
+        build_small(f"yolo:{root}", "val")
+    ds = build_small(f"yolo:{root}", "val", class_names=("kitty", "doggy"))
     assert ds.class_names == (BACKGROUND, "kitty", "doggy") and "data.class_names" in ds.layout
 
 
@@ -89,7 +83,7 @@ def test_missing_and_empty_label_files_are_background_images(tmp_path: Path, cap
     (root / "labels" / "train" / "train1.txt").write_text("")
     (root / "labels" / "train" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     with caplog.at_level(logging.WARNING, logger="harness.data.yolo"):
-        ds = _build(f"yolo:{root}", "train")
+        ds = build_small(f"yolo:{root}", "train")
     assert "2 of 3 images have no (usable) boxes (1 without a label file)" in caplog.text
     assert "1 label files have no image (not used): labels/train/stray.txt" in caplog.text
     assert ds.annotation(0)["boxes"].shape == (0, 4) and len(ds.annotation(2)["boxes"]) == 2
@@ -120,12 +114,12 @@ def test_exif_rotated_photo_is_warned_and_a_non_image_named(tmp_path: Path, capl
     root = write_yolo(tmp_path / "yolo", {"train": 2, "val": 1})
     (root / "images" / "train" / "train1.jpg").write_bytes(exif_rotated_jpeg(image(48, 64)))
     with caplog.at_level(logging.WARNING, logger="harness.data.yolo"):
-        ds = _build(f"yolo:{root}", "train")
+        ds = build_small(f"yolo:{root}", "train")
     assert "1 images carry an EXIF orientation tag, e.g. train1.jpg" in caplog.text
     assert ds.annotation(1)["orig_size"].tolist() == [48, 64]  # the stored grid, as read_rgb returns it
     (root / "images" / "val" / "val0.jpg").write_bytes(b"not an image at all")
     with pytest.raises(DatasetError, match=r"cannot decode image .*val0\.jpg"):
-        _build(f"yolo:{root}", "val")
+        build_small(f"yolo:{root}", "val")
 
 
 def test_yolo_export_of_real_voc_data_gives_the_voc_boxes(bccd_dir: Path, tmp_path: Path):
