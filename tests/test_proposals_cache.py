@@ -1,4 +1,6 @@
 """The proposal cache and the parallel precomputation: round trip, corruption, keys, resume, dataset hook."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import harness.proposals.precompute as proposals_mod
 from detectors.selective_search import SelectiveSearchParams
 from harness.data import SyntheticConfig, build_dataset
 from harness.proposals.cache import (
+    SHARED_TOP_N,
     CacheEntry,
     ProposalCache,
     decode_entry,
@@ -85,7 +88,8 @@ def test_key_depends_on_content_and_parameters(tmp_path):
     a, b = _image(0), _image(1)
     assert image_digest(a) != image_digest(b)
     assert image_digest(a) != image_digest(a.reshape(50, 40, 3))  # same bytes, other shape
-    other = ProposalCache(tmp_path, SelectiveSearchParams(image_min_size=64, image_max_size=96, max_proposals=50))
+    other = ProposalCache(tmp_path, SelectiveSearchParams(image_min_size=48, image_max_size=96,
+                                                          max_proposals=PARAMS.max_proposals))
     assert other.dir != ProposalCache(tmp_path, PARAMS).dir
     # an entry moved under other parameters is refused, not used
     ProposalCache(tmp_path, PARAMS).store("ef" * 32, CacheEntry(torch.zeros(1, 4), 0.1, (4, 4)))
@@ -241,3 +245,22 @@ def test_bench_record_has_both_figures(tmp_path):
     assert record["ratios"]["hit_vs_recompute"] > 1 and record["cache_hit_s_per_image_median"] > 0
     assert {k: len(v) for k, v in record["passes"].items()} == {"in_process": 1, "workers_1": 1, "workers_2": 1}
     assert record["in_process_vs_1_worker"] > 0
+
+
+def test_proposal_counts_share_one_search_and_keep_their_own_n(tmp_path, monkeypatch):
+    """Every N up to SHARED_TOP_N reads the entry one search stored; each reader keeps its first N,
+    which is exactly what a search with that N returns (selective search ranks, then truncates)."""
+    calls = []
+    real = proposals_mod.selective_search
+    monkeypatch.setattr(proposals_mod, "selective_search", lambda im, p: calls.append(p) or real(im, p))
+    image = _image(0)
+    few, many = (ProposalCache(tmp_path, replace(PARAMS, max_proposals=n)) for n in (3, 2000))
+    assert few.dir == many.dir and few.params == many.params and (few.keep, many.keep) == (3, 2000)
+    entry, status = lookup_or_compute(few, image)
+    assert status == "computed" and entry.boxes.shape[0] == 3
+    full, status = lookup_or_compute(many, image)
+    assert status == "hit" and len(calls) == 1  # searched once for both
+    assert full.boxes.shape[0] > 3 and torch.equal(full.boxes[:3], entry.boxes)
+    assert torch.equal(real(image, replace(PARAMS, max_proposals=3)), entry.boxes)
+    assert few.load(image_digest(image)).boxes.shape[0] == 3
+    assert ProposalCache(tmp_path, replace(PARAMS, max_proposals=SHARED_TOP_N + 1)).dir != few.dir

@@ -5,8 +5,12 @@ the boxes are kept. This is a *proposal* cache, shared by Fast R-CNN and
 R-CNN; it is not a feature cache (Fast R-CNN needs none, section 1.2).
 
 Key: the SHA-256 of the decoded image (shape and pixels) inside a folder named
-after every parameter that changes the result (mode, resize, N, minimum box
-size, OpenCV version; :meth:`SelectiveSearchParams.slug`).
+after every parameter that changes the result (mode, resize, minimum box
+size, OpenCV version; :meth:`SelectiveSearchParams.slug`). The number of boxes
+kept is not one of them: selective search ranks its boxes and keeps the first
+N, so the cache stores the first ``max(N, SHARED_TOP_N)`` and each reader keeps
+its N. Runs that differ only in ``proposals.max_proposals`` (the proposal-count
+rows: 100, 300, 1000, 2000) search each image once, not once per count.
 
 Entry layout (little endian)::
 
@@ -33,7 +37,7 @@ import logging
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"RCNNPRP1"
 HEADER = struct.Struct("<8sQ32s")  # magic, payload length, sha256(payload)
 SUFFIX = ".prop"
+SHARED_TOP_N = 2000  # the cache stores this many boxes (or N, if larger); a reader keeps its own N
 
 
 class CorruptEntryError(ValueError):
@@ -120,27 +125,36 @@ class ProposalCache:
 
     Args:
         root: cache root (config ``proposals.cache_dir``, default ``cache/proposals``).
-        params: selective-search parameters; they name the sub-folder.
+        params: selective-search parameters of the reader; ``params.max_proposals`` is the N it keeps
+            (``keep``), while ``self.params`` (searched and stored, naming the sub-folder) holds
+            ``max(N, SHARED_TOP_N)``.
     """
 
     def __init__(self, root: str | Path, params: SelectiveSearchParams) -> None:
-        self.root, self.params = Path(root), params
-        self.dir = self.root / params.slug()
-        self.fingerprint = json.loads(json.dumps(params.fingerprint()))  # JSON-normalised, as stored
+        self.root, self.keep = Path(root), params.max_proposals
+        self.params = replace(params, max_proposals=max(params.max_proposals, SHARED_TOP_N))
+        self.dir = self.root / self.params.slug()
+        self.fingerprint = json.loads(json.dumps(self.params.fingerprint()))  # JSON-normalised, as stored
+
+    def kept(self, entry: CacheEntry) -> CacheEntry:
+        """``entry`` with its first ``keep`` boxes (what a search with the reader's N returns)."""
+        if entry.boxes.shape[0] <= self.keep:
+            return entry
+        return CacheEntry(entry.boxes[: self.keep].contiguous(), entry.compute_s, entry.image_size)
 
     def path(self, digest: str) -> Path:
         """``<dir>/<first two hex digits>/<digest>.prop`` (keeps folders small)."""
         return self.dir / digest[:2] / f"{digest}{SUFFIX}"
 
     def load(self, digest: str) -> CacheEntry | None:
-        """The entry for ``digest``; ``None`` when missing or corrupt (a corrupt file is logged)."""
+        """The entry for ``digest`` (its first ``keep`` boxes); ``None`` when missing or corrupt (logged)."""
         path = self.path(digest)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            return decode_entry(data, self.fingerprint)
+            return self.kept(decode_entry(data, self.fingerprint))
         except CorruptEntryError as err:
             log.warning("proposal cache entry %s is unusable (%s); recomputing it", path, err)
             return None

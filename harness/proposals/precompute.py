@@ -58,7 +58,7 @@ def lookup_or_compute(cache: ProposalCache, image: np.ndarray, *, wait: bool = T
         boxes = selective_search(image, cache.params)
         entry = CacheEntry(boxes, time.perf_counter() - start, (int(image.shape[0]), int(image.shape[1])))
         cache.store(digest, entry)
-    return entry, COMPUTED
+    return cache.kept(entry), COMPUTED
 
 
 class SelectiveSearchProvider:
