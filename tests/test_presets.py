@@ -122,3 +122,18 @@ def test_every_published_row_a_preset_row_names_exists():
                 assert which in _PASS_COLS, (p.id, row.label, which)  # a pass the report knows how to read
                 named += 1
     assert named >= 25
+
+
+def test_cpu_scale_is_synthetic_hard_and_its_reductions_are_stated():
+    from harness.config.presets import CPU_REDUCTIONS, Row, reductions
+
+    preset = next(p for p in PRESETS if p.id == "proposal-sweep")
+    row, point = resolve(preset, scale="cpu")[0]
+    cfg = point.config
+    assert cfg.data.dataset == "synthetic-hard" and cfg.proposals.image_min_size is None
+    assert set(reductions(row, cfg)) == set(CPU_REDUCTIONS)  # every cut of the cpu scale, with its reason
+    # an invocation on other data lifts the synthetic-hard cut; a row's own cut is added
+    other = resolve(preset, scale="cpu", extra={"data.dataset": "synthetic"})[0][1].config
+    own = Row("x", "fast", reductions={"test.max_images": "why"})
+    assert set(reductions(own, other)) == set(CPU_REDUCTIONS) - {"data.synthetic_hard.train_images"} | {
+        "test.max_images"}

@@ -103,7 +103,7 @@ def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weigh
                       set_: list[str], results: Path, dry_run: bool) -> dict[str, int]:
     """Run (or list) one preset's rows × seeds into ``results``; appends its wall time to reproduce.jsonl."""
     from harness.config import ConfigError, parse_set_options, to_dict
-    from harness.config.presets import PAPER_NEEDS, check_extra, resolve
+    from harness.config.presets import PAPER_NEEDS, check_extra, reductions, resolve
     from harness.config.sweep import SweepPoint
     from harness.run.device import resolve_device
     from harness.run.results import append_record, now_iso, record_envelope
@@ -135,13 +135,14 @@ def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weigh
             typer.echo(json.dumps({"preset": preset.id, "row": row.label, "detector": row.detector,
                                    "overrides": point.overrides, "config": to_dict(point.config)}, default=str))
         return {}
-    labels = {point.key: row.label for row, point in runs}
+    rows = {point.key: row for row, point in runs}
 
     def run_one(cfg, resume=None):
         with progress_bars() as progress:
             # the tag names the preset that ran it; the report matches the run to every preset row by config
-            tags = {"preset": preset.id, "preset_row": labels[SweepPoint({}, cfg).key], "scale": scale,
-                    "preset_overrides": extra}
+            row = rows[SweepPoint({}, cfg).key]
+            tags = {"preset": preset.id, "preset_row": row.label, "scale": scale, "preset_overrides": extra,
+                    **({"reductions": reductions(row, cfg)} if scale == "cpu" else {})}
             return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
     started, clock = now_iso(), time.perf_counter()

@@ -67,6 +67,7 @@ class RunRecord(Envelope, total=False):
     preset_row: str
     scale: str
     preset_overrides: dict[str, Any]  # reproduce: the invocation-wide overrides (--dataset, --weights, --set)
+    reductions: dict[str, str]  # reproduce at cpu scale: what the run gives up against the benchmark, key -> why
 
 
 class BenchRecord(Envelope, total=False):
