@@ -32,6 +32,9 @@ class RCNNConfig:
     batch_size: int = 256  # crops per CNN forward (feature extraction, test)
     finetune_batch: int = 128  # regions per fine-tuning mini-batch (section 2.3)
     finetune_fg_fraction: float = 0.25  # 32 foreground of 128
+    # where a mini-batch's regions come from: "dataset" (R-CNN, section 2.3: uniformly over every region of
+    # the training set) | "image" (Fast R-CNN's hierarchical sampling: the regions of the batch's images)
+    finetune_sampling: str = "dataset"
     fg_iou: float = 0.5  # fine-tuning foreground; background is IoU in [0, 0.5)
     finetune: bool = True  # False: features of the network as initialised (table 2's "no fine-tuning" rows)
     classifier: str = "svm"  # svm (the paper) | softmax (appendix B ablation)
@@ -83,6 +86,7 @@ def validate_rcnn(r: RCNNConfig) -> list[str]:
         "rcnn.batch_size": r.batch_size >= 1,
         "rcnn.finetune_batch": r.finetune_batch >= 2,
         "rcnn.finetune_fg_fraction": 0.0 < r.finetune_fg_fraction < 1.0,
+        "rcnn.finetune_sampling": r.finetune_sampling in ("dataset", "image"),
         "rcnn.fg_iou": 0.0 < r.fg_iou <= 1.0,
         "rcnn.classifier": r.classifier in ("svm", "softmax"),
         "rcnn.finetune (the softmax classifier is the fine-tuned layer)": r.finetune or r.classifier == "svm",
