@@ -19,6 +19,8 @@ EXEMPT = {
                  "fast, refused for R-CNN): the main pass's numbers are the same with it or without"),
     "train.epochs": (("rcnn",), "R-CNN's train.* schedule drives its fine-tuning on warped regions, another loop "
                      "than the image mini-batches of Fast/Faster R-CNN (harness.config.rcnn: its own defaults)"),
+    "test.max_images": (("rcnn",), "cpu scale: R-CNN runs its CNN on every warped region, so it is tested on the "
+                        "first 100 of the 200 test images (presets.CPU_DETECTOR; stated in each record)"),
     "train.lr": (("rcnn",), "as train.epochs: R-CNN's fine-tuning lr (cpu profile: 0.01 from random init)"),
 }
 
@@ -137,3 +139,15 @@ def test_cpu_scale_is_synthetic_hard_and_its_reductions_are_stated():
     own = Row("x", "fast", reductions={"test.max_images": "why"})
     assert set(reductions(own, other)) == set(CPU_REDUCTIONS) - {"data.synthetic_hard.train_images"} | {
         "test.max_images"}
+
+
+def test_rcnn_rows_state_their_own_cpu_cuts():
+    from harness.config.presets import CPU_DETECTOR, reductions
+
+    preset = next(p for p in PRESETS if p.id == "fast-table4")
+    (rcnn_row, rcnn_point), (fast_row, fast_point) = resolve(preset, scale="cpu")
+    assert rcnn_point.config.test.max_images == 100 and fast_point.config.test.max_images is None
+    assert rcnn_point.config.train.epochs == 4 and fast_point.config.train.epochs == 6
+    cuts = reductions(rcnn_row, rcnn_point.config)
+    assert cuts["train.epochs"] == CPU_DETECTOR["rcnn"]["train.epochs"][1]
+    assert "test.max_images" in cuts and "test.max_images" not in reductions(fast_row, fast_point.config)

@@ -53,6 +53,15 @@ CPU_REDUCTIONS: dict[str, str] = {
     "about 0.32 VOC07 mAP50 from random init instead of 0.50 (400 x 8), so every row is under-trained alike",
     "model.init": "random init (the built-in pre-training did not beat it at this schedule; docs/pretraining.md)",
 }
+# Per detector, on top of CPU_BASE (key -> (value, why)): R-CNN runs its whole CNN on every warped region.
+CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
+    "rcnn": {
+        "train.epochs": (4, "R-CNN fine-tunes 4 epochs (its own cpu default, 400 steps of 128 warped regions, "
+                         "about 0.5 s a step on 2 cores), not the 6 of Fast / Faster R-CNN's image batches"),
+        "test.max_images": (100, "R-CNN is tested on the first 100 of the 200 test images: it runs the whole "
+                            "CNN on each of ~300 warped regions per image (Fast / Faster R-CNN use all 200)"),
+    },
+}
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
 # Faster R-CNN measured 1.4 (84 s idle, 2026-12-05) plus margin; fast and rcnn are first estimates until
@@ -230,8 +239,10 @@ BY_ID = {p.id: p for p in PRESETS}
 
 
 def cpu_base(detector: str) -> dict[str, Any]:
-    """:data:`CPU_BASE` less the keys ``detector`` refuses (the RPN detector has no proposals.max_proposals)."""
-    return {k: v for k, v in CPU_BASE.items() if not any(r.action == "refuse" for r in rules_for(detector, k))}
+    """:data:`CPU_BASE` less the keys ``detector`` refuses (the RPN detector has no proposals.max_proposals),
+    plus its :data:`CPU_DETECTOR` values."""
+    base = {k: v for k, v in CPU_BASE.items() if not any(r.action == "refuse" for r in rules_for(detector, k))}
+    return {**base, **{k: value for k, (value, _) in CPU_DETECTOR.get(detector, {}).items()}}
 
 
 def resolve(preset: Preset, *, scale: str, seeds: int = 1, extra: dict[str, Any] | None = None) -> list[tuple[Row, SweepPoint]]:
@@ -257,7 +268,9 @@ def reductions(row: Row, config: RunConfig) -> dict[str, str]:
                                                 or flat["data.dataset"] == "synthetic-hard")
             for k, v in CPU_BASE.items()}
     held["model.init"] = flat.get("model.init") == "random" and not flat.get("model.weights")
-    return {**{k: why for k, why in CPU_REDUCTIONS.items() if held.get(k)}, **row.reductions}
+    mine = {k: why for k, (value, why) in CPU_DETECTOR.get(row.detector, {}).items() if flat.get(k) == value}
+    return {**{k: why for k, why in CPU_REDUCTIONS.items() if held.get(k) and k not in mine}, **mine,
+            **row.reductions}
 
 
 def row_key(config: dict[str, Any] | RunConfig) -> str:
