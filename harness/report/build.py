@@ -42,7 +42,7 @@ SECTIONS: list[tuple[str, SectionBuilder]] = [
     ("Benchmarks", lambda rs, pub: benchmarks(rs)),
     ("Against the papers", against_papers),
     ("Reproductions", reproductions),
-    ("Claims", lambda rs, pub: claims(rs)),
+    ("Claims", lambda rs, pub: claims(rs, pub)),
     ("Ablations", lambda rs, pub: ablations(rs)),
     ("Extra test passes", lambda rs, pub: extra_passes(rs)),
     ("Provenance", lambda rs, pub: provenance(rs)),

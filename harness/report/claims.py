@@ -12,8 +12,9 @@ import pandas as pd
 
 from harness.config.claims import Claim, Ratio, rows_named
 from harness.config.preset_claims import CLAIMS
+from harness.config.presets import BY_ID
 
-from .blocks import Note, Section, Table, display_frame
+from .blocks import DASH, Note, Section, Table, display_frame
 from .preset_rows import PresetTable, preset_tables
 from .records import RecordSet
 from .verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED, judge
@@ -41,7 +42,44 @@ def claim_values(table: PresetTable, claim: Claim) -> dict[str, Sequence[float]]
     return {ref: reference_values(table, ref, metric) for ref in rows_named(claim)}
 
 
-def claims(rs: RecordSet) -> Section:
+def published_key(row: pd.Series) -> str:
+    """A published.csv row as preset rows name it (``Row.published``): "method · setting"."""
+    return " · ".join(str(x) for x in (row["method"], row["setting"]) if x and not pd.isna(x))
+
+
+def paper_values(preset_id: str, claim: Claim, published: pd.DataFrame) -> str:
+    """The paper's numbers behind ``claim``: each referenced row's published value in that claim's
+    pass (main, or ``@svd`` / ``@svm`` / ``@unshared``) and kind (mAP, or seconds for a ratio); VGG16's
+    where the table gives several backbones, else the backbone is named."""
+    preset = BY_ID.get(preset_id)
+    if preset is None or published.empty:
+        return DASH
+    mine = published[(published["paper"] == preset.paper) & (published["table"] == preset.table)]
+    by_key: dict[str, list[pd.Series]] = {}
+    for _, r in mine.iterrows():  # in published.csv order: the paper's main backbone first (VGG16 before ZF)
+        by_key.setdefault(published_key(r), []).append(r)
+    parts = []
+    for ref in rows_named(claim):
+        label, _, what = ref.partition("@")
+        row = next((r for r in preset.rows if r.label == label), None)
+        want = what if what in ("svd", "svm", "unshared") else "main"
+        hits = [hit for key, which in (row.published.items() if row else ()) if which == want
+                for hit in by_key.get(key, ()) if _same_kind(hit, what)]
+        if hits:  # VGG16 (the paper scale's backbone) where the table has it, else the table's own
+            hit = min(hits, key=lambda h: "vgg16" not in str(h["backbone"]).lower())
+            other = "" if "vgg16" in str(hit["backbone"]).lower() else f" ({hit['backbone']})"
+            parts.append(f"{ref}: {float(hit['value_num']):g} {hit['unit']}".replace(" %", "").strip() + other)
+    return "; ".join(parts) or DASH
+
+
+def _same_kind(hit: pd.Series, what: str) -> bool:
+    """A published row of the quantity a reference reads: mAP (%), or train / test seconds (a time unit)."""
+    if what not in ("train_s", "test_s"):
+        return str(hit["unit"]) == "%"
+    return str(hit["unit"]) in ("s", "ms/img", "s/img", "h") and ("train" in str(hit["metric"])) == (what == "train_s")
+
+
+def claims(rs: RecordSet, published: pd.DataFrame | None = None) -> Section:
     sec = Section("Claims", "claims",
                   intro="What each paper claims, tested on our runs of its preset: mean ± 95 % confidence interval "
                         "over seeds (Student's t). Reproduced in direction: the intervals are apart the paper's way; "
@@ -50,10 +88,12 @@ def claims(rs: RecordSet) -> Section:
     for table in preset_tables(rs.latest):
         for claim in CLAIMS.get(table.preset_id, ()):
             verdict = judge(claim, claim_values(table, claim), table.scale)
+            paper = paper_values(table.preset_id, claim, published if published is not None else pd.DataFrame())
             rows.append({"Preset": table.preset_id, "Scale": table.scale, "Claim": claim.text,
-                         "Verdict": verdict.verdict, "Ours (mean ± 95 % CI, VOC07 mAP50 % or s)": verdict.detail})
+                         "Verdict": verdict.verdict, "Ours (mean ± 95 % CI, VOC07 mAP50 % or s)": verdict.detail,
+                         "Paper (VOC07 mAP % or s)": paper})
             data.append({"preset": table.preset_id, "scale": table.scale, "claim": claim.text,
-                         "verdict": verdict.verdict, "detail": verdict.detail})
+                         "verdict": verdict.verdict, "detail": verdict.detail, "paper": paper})
     if not rows:
         sec.add(Note("No preset runs yet: `harness reproduce --all` runs every preset, 3 seeds per row at cpu scale."))
         return sec

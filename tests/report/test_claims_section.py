@@ -53,3 +53,23 @@ def test_lambda_insensitivity_is_judged_from_the_matched_runs(tmp_path, values, 
         rows = [r for r in csv.DictReader(fh) if r["preset"] == "faster-table9"]
     assert [r["verdict"] for r in rows] == [verdict]
     assert "(n=3)" in rows[0]["detail"]
+    # the paper's numbers beside ours, from harness/reference/published.csv (Table 9: 68.9 / 69.9 / 69.1)
+    assert rows[0]["paper"] == "lambda 1: 68.9; lambda 10: 69.9; lambda 100: 69.1"
+
+
+def test_paper_values_follow_the_claims_pass_and_kind():
+    from harness.report.claims import paper_values
+    from harness.report.published import load_published
+
+    published = load_published()
+    t3, = CLAIMS["faster-table3"]
+    # shared (main) and unshared (@unshared): two passes of one row, two published numbers
+    assert paper_values("faster-table3", t3, published).endswith("(step 4): 69.9; "
+                                                                 "4-step alternating: unshared (step 2) and "
+                                                                 "shared (step 4)@unshared: 68.5")
+    # a ratio of test times reads the time rows (VGG16's where the table also has ZF), never the mAP
+    timed = next(c for c in CLAIMS["faster-table5"] if "any factor" in c.text)
+    assert paper_values("faster-table5", timed, published) == (
+        "Fast R-CNN + selective search@test_s: 1830 ms/img; Faster R-CNN (RPN)@test_s: 198 ms/img")
+    # a table without VGG16 names its backbone
+    assert "(AlexNet)" in paper_values("rcnn-table2", CLAIMS["rcnn-table2"][1], published)
