@@ -158,3 +158,16 @@ def test_record_details_name_the_mode_and_pool(tmp_path):
     sampling = result.details["finetune_sampling"]
     assert sampling["mode"] == "dataset" and sampling["images"] == 3 and sampling["fg_regions"] > 0
     assert sampling["bg_regions"] > 0 and sampling["regions_per_image_slot"] == 64 and result.iterations == 1
+
+
+@pytest.mark.slow  # forks DataLoader workers
+def test_loader_workers_draw_and_warp_what_the_main_process_does():
+    """Draws depend on (seed, epoch, index) only and pixels are made on one thread: 2 workers, same weights."""
+    weights = []
+    for workers in (0, 2):
+        model, cfg = tiny_rcnn(**SMALL, **{"rcnn.finetune_batch": 32})
+        regions = sampled_regions(model, tiny_dataset(images=4), cfg, workers=workers)
+        train(model, regions, dataclasses.replace(cfg.train, epochs=2, warmup_iters=1), device=torch.device("cpu"),
+              seed=cfg.seed, workers=workers)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
