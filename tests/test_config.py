@@ -73,7 +73,8 @@ NEW_VALUE = {
     "proposals.source": "file", "proposals.file": "proposals.json", "proposals.mode": "quality",
     "proposals.cache_dir": "elsewhere/proposals", "proposals.test_timing": "cache",
     "rcnn.feature_layer": "pool5", "rcnn.cache_dtype": "float16", "rcnn.cache_dir": "elsewhere/features",
-    "rcnn.classifier": "softmax", "rcnn.finetune_sampling": "image", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
+    "rcnn.classifier": "softmax", "rcnn.context_padding": "4", "data.class_names": "cat,dog",
+    "rcnn.finetune_sampling": "image",
     "model.init": "pretrained-body", "model.frozen_bn": "true",
     "data.scales": "154,184", "test.recall_iou_counts": "100,200",
 }

@@ -7,7 +7,8 @@
 - :mod:`.bbox_reg`: class-specific ridge box regression on pool5.
 
 The stages are driven by :func:`harness.train.rcnn.train_rcnn`; the on-disk feature cache is
-:mod:`harness.train.feature_cache`.
+:mod:`harness.train.feature_cache`; fine-tuning's sampling across the training set (R-CNN's,
+the default) is :mod:`harness.train.rcnn_sampling`.
 """
 from .model import CLASSIFIERS, RCNN
 from .network import LAYERS, RegionCNN, split_box_head

@@ -9,7 +9,10 @@ the fine-tuning loss in training mode, and in eval mode one
 ``warp``, ``cnn``, ``classifier`` and ``nms``.
 
 R-CNN is trained in stages, not end to end: the loss of this module is only the
-first stage, fine-tuning the (K+1)-way softmax on warped regions (section 2.3);
+first stage, fine-tuning the (K+1)-way softmax on warped regions (section 2.3),
+either on crops sampled across the whole training set and warped by the data
+loader (targets with ``region_labels``; R-CNN's sampling) or on regions sampled
+from the images of the batch (Fast R-CNN's hierarchical sampling, the ablation);
 the SVMs and box regressors are fitted afterwards on cached features and
 installed with :meth:`RCNN.set_svms` / :meth:`RCNN.set_box_regressors`
 (``harness.train.rcnn`` drives the stages). They are buffers, so they travel
@@ -165,27 +168,59 @@ class RCNN(nn.Module):
         """Ground-truth boxes first, then the proposals: the regions R-CNN trains on."""
         return torch.cat((target["boxes"].to(proposals), proposals))
 
+    def label_regions(
+        self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Every training region of each image and its fine-tuning label (section 2.3).
+
+        Regions are the gt boxes then the top training proposals
+        (:meth:`training_regions`); a label is the class of the gt box it overlaps
+        with IoU >= ``fg_iou`` (foreground), else 0 (background, IoU in [0, 0.5)).
+        Both fine-tuning samplers use this: per batch of images
+        (:meth:`finetune_regions`) and over the whole training set
+        (``harness.train.rcnn_sampling``).
+
+        Returns:
+            B tensors ``[R_i, 4]`` (pixels of their image) and B ``int64 [R_i]``.
+        """
+        props = self.proposals(batch, sizes, targets, training=True)
+        regions = [self.training_regions(t, p) for t, p in zip(targets, props)]
+        labels = [
+            match_to_gt(self.finetune_matcher, r, t["boxes"].to(r), t["labels"].to(r.device))[0]
+            for r, t in zip(regions, targets)
+        ]
+        return regions, labels
+
     def finetune_regions(
         self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict]
     ) -> tuple[Tensor, Tensor]:
-        """One fine-tuning mini-batch: dilated rois ``[R, 5]`` and their labels ``int64 [R]``.
+        """One fine-tuning mini-batch from the images of one batch: dilated rois ``[R, 5]`` and labels ``int64 [R]``.
 
-        The mini-batch pools the regions (gt boxes and proposals) of all images:
-        ``finetune_batch`` of them, at most ``fg_fraction`` foreground (R-CNN: 32 of 128).
+        The mini-batch pools the regions (gt boxes and proposals) of the batch's
+        images: ``finetune_batch`` of them, at most ``fg_fraction`` foreground (32
+        of 128). This is Fast R-CNN's hierarchical sampling (the
+        ``rcnn.finetune_sampling=image`` ablation); R-CNN's own sampling draws the
+        regions from the whole training set, arriving pre-warped (:meth:`forward`).
         """
-        props = self.proposals(batch, sizes, targets)
-        regions = [self.training_regions(t, p) for t, p in zip(targets, props)]
-        labels = torch.cat([
-            match_to_gt(self.finetune_matcher, r, t["boxes"].to(r), t["labels"].to(r.device))[0]
-            for r, t in zip(regions, targets)
-        ])
+        regions, per_image = self.label_regions(batch, sizes, targets)
+        labels = torch.cat(per_image)
         pos, neg = sample_balanced(labels, batch_size=self.finetune_batch, positive_fraction=self.fg_fraction)
         keep = torch.cat((pos, neg))
         rois = region_rois(regions, crop_size=self.crop_size, padding=self.padding, like=batch)
         return rois[keep], labels[keep]
 
     def finetune_losses(self, images: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
-        """``{"loss_cls"}``: cross-entropy of the (K+1)-way softmax on warped regions (section 2.3)."""
+        """``{"loss_cls"}``: cross-entropy of the (K+1)-way softmax on warped regions (section 2.3).
+
+        When the targets carry ``region_labels``, each image is already a stack of
+        warped, normalised crops ``[r_i, 3, S, S]`` (the training-set sampler) and
+        the loss is taken on them as they are; otherwise the regions are sampled
+        from these images (:meth:`finetune_regions`).
+        """
+        if targets and all("region_labels" in t for t in targets):
+            crops = torch.cat(images)
+            labels = torch.cat([t["region_labels"] for t in targets]).to(crops.device)
+            return {"loss_cls": F.cross_entropy(self.network(crops), labels)}
         batch, sizes = self.normalize(images)
         rois, labels = self.finetune_regions(batch, sizes, targets)
         logits = self.network(warp_rois(batch, rois, crop_size=self.crop_size))

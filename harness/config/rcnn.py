@@ -8,8 +8,10 @@ The proposals themselves are ``proposals.*`` (selective search, shared with
 Fast R-CNN and its cache); R-CNN keeps the first ``min(proposals.max_proposals,
 rcnn.max_proposals_train / _test)`` of each image. Fine-tuning length and
 learning rate are ``train.epochs`` and ``train.lr`` (R-CNN defaults in
-:data:`RCNN_TRAIN_DEFAULTS`). Every record stores the resolved values and lists
-the reductions under ``rcnn.cpu_reductions``.
+:data:`RCNN_TRAIN_DEFAULTS`); ``rcnn.finetune_sampling`` picks R-CNN's
+mini-batches drawn across the training set (``dataset``, both profiles) or Fast
+R-CNN's per-batch-of-images sampling (``image``). Every record stores the
+resolved values and lists the reductions under ``rcnn.cpu_reductions``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PAPER_CROP, PAPER_PADDING, PAPER_PROPOSALS = 224, 16, 2000
+FINETUNE_SAMPLING = ("dataset", "image")  # rcnn.finetune_sampling (harness.train.rcnn_sampling)
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,10 @@ class RCNNConfig:
     batch_size: int = 256  # crops per CNN forward (feature extraction, test)
     finetune_batch: int = 128  # regions per fine-tuning mini-batch (section 2.3)
     finetune_fg_fraction: float = 0.25  # 32 foreground of 128
-    # where a mini-batch's regions come from: "dataset" (R-CNN, section 2.3: uniformly over every region of
-    # the training set) | "image" (Fast R-CNN's hierarchical sampling: the regions of the batch's images)
-    finetune_sampling: str = "dataset"
     fg_iou: float = 0.5  # fine-tuning foreground; background is IoU in [0, 0.5)
+    # dataset: each mini-batch drawn uniformly from every region of the training set (section 2.3);
+    # image: from the regions of the batch's images (Fast R-CNN's hierarchical sampling, the ablation)
+    finetune_sampling: str = "dataset"
     finetune: bool = True  # False: features of the network as initialised (table 2's "no fine-tuning" rows)
     classifier: str = "svm"  # svm (the paper) | softmax (appendix B ablation)
     svm_c: float = 0.001  # SVM C on features scaled to mean norm 20 (R-CNN code)
@@ -86,8 +89,8 @@ def validate_rcnn(r: RCNNConfig) -> list[str]:
         "rcnn.batch_size": r.batch_size >= 1,
         "rcnn.finetune_batch": r.finetune_batch >= 2,
         "rcnn.finetune_fg_fraction": 0.0 < r.finetune_fg_fraction < 1.0,
-        "rcnn.finetune_sampling": r.finetune_sampling in ("dataset", "image"),
         "rcnn.fg_iou": 0.0 < r.fg_iou <= 1.0,
+        "rcnn.finetune_sampling": r.finetune_sampling in FINETUNE_SAMPLING,
         "rcnn.classifier": r.classifier in ("svm", "softmax"),
         "rcnn.finetune (the softmax classifier is the fine-tuned layer)": r.finetune or r.classifier == "svm",
         "rcnn.svm_c": r.svm_c > 0,

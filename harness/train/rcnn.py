@@ -1,7 +1,9 @@
 """R-CNN's multi-stage training (section 2.3): fine-tune, cache features, SVMs, box regression.
 
 1. **finetune**: the (K+1)-way softmax on warped regions, 32 foreground / 96
-   background per mini-batch of 128, by the shared training loop
+   background per mini-batch of 128, drawn uniformly from every region of the
+   training set (:mod:`harness.train.rcnn_sampling`; ``rcnn.finetune_sampling=image``:
+   from the batch's 2 images instead), by the shared training loop
    (:func:`harness.train.engine.train`: ``train.*`` sets its epochs, lr and schedule;
    checkpoints and resume work as for the other detectors);
 2. **features**: the chosen layer of every region of every (un-flipped)
@@ -34,6 +36,7 @@ from detectors.rcnn.svm import scale_for_norm, train_svms_with_mining
 from harness.config import ConfigError, RunConfig, to_dict
 from harness.config.rcnn import RCNNConfig, cpu_reductions
 from harness.data.base import DetectionDataset
+from harness.data.errors import DatasetError
 from harness.data.specs import build_transforms
 from harness.evaluation.timing import Stopwatch
 from harness.run.checkpoint import save_checkpoint
@@ -44,6 +47,12 @@ from harness.train.rcnn_features import (
     disk_record,
     extract_features,
     open_caches,
+)
+from harness.train.rcnn_sampling import (
+    CACHE_BYTES,
+    ImageCache,
+    SampledRegions,
+    build_pool,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,22 @@ def unflipped(dataset: DetectionDataset, cfg: RunConfig) -> DetectionDataset:
     return twin
 
 
+def sampled_regions(
+    model: RCNN, dataset: DetectionDataset, cfg: RunConfig, *, workers: int = 0, progress: Progress | None = None
+) -> SampledRegions:
+    """R-CNN's fine-tuning set (``rcnn.finetune_sampling=dataset``): regions of the whole un-flipped split,
+    labelled once, drawn uniformly per mini-batch (:mod:`harness.train.rcnn_sampling`)."""
+    source = unflipped(dataset, cfg)
+    cache = ImageCache(CACHE_BYTES // max(1, workers))  # each DataLoader worker holds its own copy
+    pool = build_pool(model, source, cache=cache, progress=progress)
+    per_item = max(1, cfg.rcnn.finetune_batch // cfg.train.images_per_batch)  # 128 / 2 images
+    try:
+        return SampledRegions(source, pool, model, per_item=per_item, fg_fraction=cfg.rcnn.finetune_fg_fraction,
+                              flip_prob=cfg.data.flip_prob, seed=cfg.seed, cache=cache)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
+
+
 def train_rcnn(
     model: RCNN,
     dataset: DetectionDataset,
@@ -93,14 +118,24 @@ def train_rcnn(
             the bytes needed and the settings that reduce them).
     """
     r = cfg.rcnn
+    sampling: dict[str, Any] = {"mode": r.finetune_sampling}
+    pool_seconds = 0.0
     if r.finetune:
-        ft = train(model, dataset, cfg.train, device=device, seed=cfg.seed, workers=workers,
+        finetune_set = dataset
+        done = resume is not None and int(resume.get("epoch", 0)) >= cfg.train.epochs  # nothing left to draw
+        if r.finetune_sampling == "dataset" and not done:
+            with Stopwatch() as watch:
+                finetune_set = sampled_regions(model, dataset, cfg, workers=workers, progress=progress)
+            pool_seconds = watch.seconds
+            sampling.update(finetune_set.pool.summary(), regions_per_image_slot=finetune_set.per_item,
+                            pool_s=pool_seconds)
+        ft = train(model, finetune_set, cfg.train, device=device, seed=cfg.seed, workers=workers,
                    checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg),
                    log=log.stage("finetune") if log is not None else None)
     else:  # table 2's "no fine-tuning" rows: the network as initialised (or loaded with --weights)
         ft = TrainResult()
     result = RCNNTrainResult(**asdict(ft))
-    result.stages["finetune"] = ft.seconds
+    result.stages["finetune"] = ft.seconds + pool_seconds  # the region pool is part of fine-tuning
     model.eval()
     features_set = unflipped(dataset, cfg)
     caches = open_caches(model, cfg, features_set, cache_root)
@@ -124,6 +159,7 @@ def train_rcnn(
     result.seconds = sum(result.stages.values())  # the record's train_s: all four stages
     result.disk = disk_record(caches, stats, n)
     result.details = _details(model, r, cfg.proposals.max_proposals, stats, svm, bbox)
+    result.details["finetune_sampling"] = sampling
     if checkpoint_path is not None:  # the whole detector, SVMs and regressors included
         result.details["model_file"] = str(checkpoint_path.parent / MODEL_FILE)
         save_checkpoint(checkpoint_path.parent / MODEL_FILE, {"model": model.state_dict(), "config": to_dict(cfg)})
