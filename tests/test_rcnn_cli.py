@@ -47,6 +47,9 @@ def test_rcnn_run_records_stages_and_disk_and_reuses_its_cache(tmp_path, tiny_ru
     assert second["disk"]["written_bytes"] == 0 and second["disk"]["feature_cache"]["entries_reused"] == 4
     assert second["disk"]["bytes"] == first["disk"]["bytes"]
     assert second["metrics"]["map50_voc07"] == first["metrics"]["map50_voc07"]
+    # the second run did not fine-tune again: it loaded the first one's network (and reports its measured time)
+    assert first["rcnn"]["finetune_store"]["reused"] is False and second["rcnn"]["finetune_store"]["reused"] is True
+    assert second["timing"]["train_stages"]["finetune"] == first["timing"]["train_stages"]["finetune"]
 
 
 def test_faster_rcnn_records_no_feature_cache(tmp_path):

@@ -48,6 +48,7 @@ from harness.train.rcnn_features import (
     extract_features,
     open_caches,
 )
+from harness.train.rcnn_finetuned import FinetunedStore, finetune_key
 from harness.train.rcnn_sampling import (
     CACHE_BYTES,
     ImageCache,
@@ -98,6 +99,25 @@ def sampled_regions(
         raise DatasetError(str(err)) from None
 
 
+def _finetune(model: RCNN, dataset: DetectionDataset, cfg: RunConfig, *, device: torch.device, workers: int,
+              checkpoint_path: Path | None, progress: Progress | None, resume: dict[str, Any] | None, log: Any,
+              sampling: dict[str, Any]) -> TrainResult:
+    """Stage 1: the softmax fine-tuning by the shared loop; its seconds include the region pool's pass."""
+    finetune_set, pool_seconds = dataset, 0.0
+    done = resume is not None and int(resume.get("epoch", 0)) >= cfg.train.epochs  # nothing left to draw
+    if cfg.rcnn.finetune_sampling == "dataset" and not done:
+        with Stopwatch() as watch:
+            finetune_set = sampled_regions(model, dataset, cfg, workers=workers, progress=progress)
+        pool_seconds = watch.seconds
+        sampling.update(finetune_set.pool.summary(), regions_per_image_slot=finetune_set.per_item,
+                        pool_s=pool_seconds)
+    ft = train(model, finetune_set, cfg.train, device=device, seed=cfg.seed, workers=workers,
+               checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg),
+               log=log.stage("finetune") if log is not None else None)
+    ft.seconds += pool_seconds
+    return ft
+
+
 def train_rcnn(
     model: RCNN,
     dataset: DetectionDataset,
@@ -119,23 +139,21 @@ def train_rcnn(
     """
     r = cfg.rcnn
     sampling: dict[str, Any] = {"mode": r.finetune_sampling}
-    pool_seconds = 0.0
+    store_info: dict[str, Any] = {}
     if r.finetune:
-        finetune_set = dataset
-        done = resume is not None and int(resume.get("epoch", 0)) >= cfg.train.epochs  # nothing left to draw
-        if r.finetune_sampling == "dataset" and not done:
-            with Stopwatch() as watch:
-                finetune_set = sampled_regions(model, dataset, cfg, workers=workers, progress=progress)
-            pool_seconds = watch.seconds
-            sampling.update(finetune_set.pool.summary(), regions_per_image_slot=finetune_set.per_item,
-                            pool_s=pool_seconds)
-        ft = train(model, finetune_set, cfg.train, device=device, seed=cfg.seed, workers=workers,
-                   checkpoint_path=checkpoint_path, progress=progress, resume=resume, run_config=to_dict(cfg),
-                   log=log.stage("finetune") if log is not None else None)
+        # a run that differs from an earlier one only after fine-tuning reuses its fine-tuned network
+        store = FinetunedStore(Path(cache_root if cache_root is not None else r.cache_dir) / "finetuned")
+        key, tree = finetune_key(cfg, model.network, model.train_proposal_source.top_n)
+        ft = store.load(key, model.network) if resume is None else None
+        store_info = {"key": key, "reused": ft is not None, "path": str(store.path(key))}
+        if ft is None:
+            ft = _finetune(model, dataset, cfg, device=device, workers=workers, checkpoint_path=checkpoint_path,
+                           progress=progress, resume=resume, log=log, sampling=sampling)
+            store_info["bytes"] = store.save(key, model.network, ft, tree)
     else:  # table 2's "no fine-tuning" rows: the network as initialised (or loaded with --weights)
         ft = TrainResult()
     result = RCNNTrainResult(**asdict(ft))
-    result.stages["finetune"] = ft.seconds + pool_seconds  # the region pool is part of fine-tuning
+    result.stages["finetune"] = ft.seconds  # the region pool pass included; a reused network: as measured then
     model.eval()
     features_set = unflipped(dataset, cfg)
     caches = open_caches(model, cfg, features_set, cache_root)
@@ -160,6 +178,7 @@ def train_rcnn(
     result.disk = disk_record(caches, stats, n)
     result.details = _details(model, r, cfg.proposals.max_proposals, stats, svm, bbox)
     result.details["finetune_sampling"] = sampling
+    result.details["finetune_store"] = store_info  # key, reused (fine-tuned by an earlier run), path, bytes
     if checkpoint_path is not None:  # the whole detector, SVMs and regressors included
         result.details["model_file"] = str(checkpoint_path.parent / MODEL_FILE)
         save_checkpoint(checkpoint_path.parent / MODEL_FILE, {"model": model.state_dict(), "config": to_dict(cfg)})
