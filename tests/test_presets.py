@@ -109,9 +109,8 @@ def test_reproduce_list_and_dry_run():
 def test_every_published_row_a_preset_row_names_exists():
     """Row.published keys are "method · setting" of published.csv rows of the preset's table; a typo would
     leave "Against the papers" pairing nothing."""
-    from harness.report.published import load_published
-
     from harness.report.papers import _PASS_COLS
+    from harness.report.published import load_published
 
     pub = load_published()
     keys = {(r["paper"], r["table"], " · ".join(x for x in (r["method"], r["setting"]) if x))
