@@ -72,10 +72,11 @@ CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
 }
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
-# Faster R-CNN measured 1.4 (84 s idle, 2026-12-05) plus margin; fast and rcnn are first estimates until
-# `reproduce --all` measures them (README, "Reproducing the papers"); reproduce.jsonl records each
-# invocation's wall time against it.
-MINUTES_PER_RUN = {"faster": 1.6, "fast": 1.8, "rcnn": 4.0}
+# the medians of `reproduce --all` on the 2-core machine (2026-12-05, partly beside other jobs): Faster R-CNN
+# 1.44 (30 runs), Fast R-CNN 1.62 (17 run-steps, selective search timed from the cache); R-CNN is an
+# estimate until its rows have run (fine-tuning shared by the rows that differ only after it).
+# reproduce.jsonl records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 1.5, "fast": 1.7, "rcnn": 4.0}
 
 
 @dataclass(frozen=True)
