@@ -16,6 +16,7 @@ from harness.config.presets import BY_ID
 
 from .blocks import DASH, Note, Section, Table, display_frame
 from .preset_rows import PresetTable, preset_tables
+from .published import published_key
 from .records import RecordSet
 from .verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED, judge
 
@@ -40,11 +41,6 @@ def reference_values(table: PresetTable, ref: str, metric: str) -> list[float]:
 def claim_values(table: PresetTable, claim: Claim) -> dict[str, Sequence[float]]:
     metric = "test_s" if isinstance(claim, Ratio) and claim.metric == "test_s" else getattr(claim, "metric", "")
     return {ref: reference_values(table, ref, metric) for ref in rows_named(claim)}
-
-
-def published_key(row: pd.Series) -> str:
-    """A published.csv row as preset rows name it (``Row.published``): "method · setting"."""
-    return " · ".join(str(x) for x in (row["method"], row["setting"]) if x and not pd.isna(x))
 
 
 def paper_values(preset_id: str, claim: Claim, published: pd.DataFrame) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .blocks import DASH, Note, Section, Table, display_frame, fmt_num
 from .preset_rows import PresetTable, RowRuns, preset_tables
-from .published import COMPARISONS, SOURCE_COLUMNS, detectors_for
+from .published import COMPARISONS, SOURCE_COLUMNS, detectors_for, published_key
 from .records import RecordSet, detector_label, num
 from .sections import GROUP_KEYS, group_name, iter_groups, mean_std
 from .speed import measured_speedups
@@ -94,10 +94,6 @@ def _differences(key: tuple, g: pd.DataFrame, row: pd.Series) -> list[str]:
     return parts
 
 
-def _published_key(row: pd.Series) -> str:
-    return " · ".join(str(x) for x in (row["method"], row["setting"]) if x)
-
-
 def _preset_candidates(row: pd.Series, tables: list[PresetTable]) -> tuple[list[tuple[PresetTable, RowRuns, str]],
                                                                          list[str]]:
     """(preset rows naming this published row, with their pass; ids of presets reproducing its table)."""
@@ -110,8 +106,8 @@ def _preset_candidates(row: pd.Series, tables: list[PresetTable]) -> tuple[list[
         if p is None or p.id not in covering:
             continue
         for r in t.rows:
-            if _published_key(row) in r.published:
-                hits.append((t, r, r.published[_published_key(row)]))
+            if published_key(row) in r.published:
+                hits.append((t, r, r.published[published_key(row)]))
     return hits, covering
 
 
@@ -147,7 +143,7 @@ def _preset_analogue(row: pd.Series, tables: list[PresetTable]) -> dict[str, Any
             return None
         from harness.config.presets import BY_ID
 
-        named = [pid for pid in covering if any(_published_key(row) in r.published for r in BY_ID[pid].rows)]
+        named = [pid for pid in covering if any(published_key(row) in r.published for r in BY_ID[pid].rows)]
         if named:
             return {"ours": f"no analogue yet: no run of preset {named[0]} (harness reproduce {named[0]})"}
         return {"ours": f"no analogue: preset {covering[0]} has no row for this one"}

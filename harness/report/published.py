@@ -42,6 +42,11 @@ def load_published(path: Path | None = None) -> pd.DataFrame:
     return df
 
 
+def published_key(row: pd.Series) -> str:
+    """A published.csv row as preset rows name it (``Row.published``): "method · setting"."""
+    return " · ".join(str(x) for x in (row["method"], row["setting"]) if x and not pd.isna(x))
+
+
 def to_float(v) -> float | None:
     try:
         f = float(v)
