@@ -103,6 +103,7 @@ class Preset:
     rows: tuple[Row, ...]
     varies: tuple[str, ...] = ()  # the config keys the table varies ("detector" when it compares detectors)
     note: str = ""
+    shows_recall: bool = False  # the report adds each row's proposal recall against IoU (a figure about proposals)
 
     def cpu_minutes(self, seeds: int = 1) -> float:
         return seeds * sum(MINUTES_PER_RUN[r.detector] * r.scheme_steps for r in self.rows)
@@ -236,13 +237,14 @@ PRESETS: tuple[Preset, ...] = (
     ), varies=("detector", "proposals.max_proposals"),
         note="Also Fast R-CNN Figure 3's recall. Each run records metrics.proposal_recall[source].recall_vs_iou "
             "(test.recall_iou_counts 300/1000/2000; the RPN is asked for that many instead of its test top-N); "
-            "the report plots it. The papers publish these as curves, so there is no published value to list."),
+            "the report plots it. The papers publish these as curves, so there is no published value to list.",
+        shows_recall=True),
     Preset("proposal-sweep", FAST, "Figure 3", "Test time and mAP vs number of proposals", tuple(
         Row(f"{det} with {n} proposals", det, {"proposals.max_proposals": n,
             # R-CNN otherwise caps its test proposals at rcnn.max_proposals_test (300 on the cpu profile)
             **({"rcnn.max_proposals_test": None} if det == "rcnn" else {})})
         for det in ("fast", "rcnn") for n in (100, 300, 1000, 2000)
-    ), varies=("detector", "proposals.max_proposals", "rcnn.max_proposals_test")),
+    ), varies=("detector", "proposals.max_proposals", "rcnn.max_proposals_test"), shows_recall=True),
 )
 BY_ID = {p.id: p for p in PRESETS}
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .blocks import Figure, Table, fmt_pct
+from .blocks import Figure, Table, display_frame, fmt_int, fmt_pct
+from .preset_rows import PresetTable
 from .plots import _METHOD_STYLE, _new, _render, _styled, detector_color, mpl_text
 from .records import num_list
 
@@ -76,4 +77,37 @@ def table(series: list[IoUSeries]) -> Table | None:
         display[c] = display[c].map(fmt_pct)
     display = display.rename(columns={c: f"recall@{c} (%)" for c in display.columns[3:]})
     return Table("accuracy_recall_vs_iou", "Proposal recall vs IoU threshold", display.astype(str), data,
-                 "One run per group (lowest seed).")
+                 "One run per group and source: the one with the most proposals per image, then the lowest seed.")
+
+
+def preset_table(name: str, t: PresetTable) -> Table | None:
+    """Each row's recall against IoU, per proposal source and number of proposals: the mean over its ok
+    runs (seeds), with the proposals per image the runs had (a run capped at 300 has no more at "2000")."""
+    data = []
+    for r in t.rows:
+        found: dict[tuple[str, int], list[list[float]]] = {}
+        width: dict[str, list[float]] = {}
+        ious: list[float] = []
+        for pr_all in r.ok.get("proposal_recall", []):
+            for method, pr in (pr_all.items() if isinstance(pr_all, dict) else []):
+                s = series_of(r.label, r.detector, str(method), pr)
+                if s is None:
+                    continue
+                ious = s.iou
+                width.setdefault(s.method, []).append(float(pr.get("mean_proposals") or 0.0))
+                for n, rec in s.by_count.items():
+                    found.setdefault((s.method, n), []).append(rec)
+        for (method, n), recs in found.items():
+            data.append({"preset": t.preset_id, "scale": t.scale, "row": r.label, "method": method,
+                         "runs": len(recs), "proposals_per_img": float(np.mean(width[method])), "num_proposals": n,
+                         **{f"{iou:g}": float(np.mean([rec[j] for rec in recs])) for j, iou in enumerate(ious)}})
+    if not data:
+        return None
+    frame = pd.DataFrame(data)
+    shown = [{"Row": d["row"], "Source": d["method"], "Runs": str(d["runs"]),
+              "proposals/img": fmt_int(d["proposals_per_img"]), "N": fmt_int(d["num_proposals"]),
+              **{f"recall@{k} (%)": fmt_pct(v) for k, v in d.items() if k[:1].isdigit()}} for d in data]
+    return Table(f"{name}_recall_vs_iou", "Proposal recall against the IoU threshold (ours)",
+                 display_frame(shown, list(shown[0])), frame,
+                 "Recall of the ground-truth test boxes by the first N proposals, mean over the row's ok runs; "
+                 "proposals/img: what the runs' proposal source returned (N above it repeats its recall).")

@@ -27,6 +27,7 @@ from .blocks import (
     fmt_ratio,
 )
 from .preset_rows import PresetTable, RowRuns, preset_tables
+from .recall_iou import preset_table as recall_table
 from .records import RecordSet
 from .sections import mean_std
 from .verdicts import interval
@@ -166,6 +167,8 @@ def reproductions(rs: RecordSet, published: pd.DataFrame) -> Section:
         sec.add(Note(f"{t.preset_id}: {paper} {table}: {title} ({t.scale} scale"
                      + (f"; for every run: {extra}" if extra else "") + ")"))
         sec.add(_our_table(name, t))
+        if p is not None and p.shows_recall:
+            sec.add(recall_table(name, t))
         if n == 1:
             sec.add(_published_table(name, paper, table, published))
         runs = t.runs

@@ -267,11 +267,23 @@ def _get(d: Any, k: str) -> Any:
     return d.get(k) if isinstance(d, dict) else None
 
 
+def widest_recall(g: pd.DataFrame) -> dict[str, tuple[pd.Series, dict]]:
+    """Per proposal source, the group's run whose recall was measured on the most proposals per image
+    (then the lowest seed): a run capped at 300 proposals records recall "at 2000" with its 300, so the
+    curves and tables for 1000 / 2000 come from the run that had them."""
+    best: dict[str, tuple[pd.Series, dict, float]] = {}
+    for _, run in g.sort_values(["seed", "_order"], na_position="last").iterrows():
+        for method, pr in (run["proposal_recall"] if isinstance(run["proposal_recall"], dict) else {}).items():
+            width = num(_get(pr, "mean_proposals")) or 0.0
+            if str(method) not in best or width > best[str(method)][2]:
+                best[str(method)] = (run, pr, width)
+    return {m: (run, pr) for m, (run, pr, _) in best.items()}
+
+
 def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
     series, rows, iou_series = [], [], []
     for key, g in iter_groups(ok):
-        rep = representative(g)
-        for method, pr in (rep["proposal_recall"] or {}).items():
+        for method, (rep, pr) in widest_recall(g).items():
             ns = num_list(_get(pr, "num_proposals"))
             if not ns:
                 continue
@@ -286,7 +298,8 @@ def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
             iou_series.append(recall_iou.series_of(group_name(key), key[0], str(method), pr))
             for j, n in enumerate(ns):
                 rows.append({"group": group_name(key), "run_id": rep["run_id"],
-                             "method": str(method), "num_proposals": n,
+                             "method": str(method), "proposals_per_img": num(_get(pr, "mean_proposals")),
+                             "num_proposals": n,
                              **{f"recall@{iou}": r[j] for iou, r in recalls.items()}})
     if not series:
         sec.add(Note("Proposal recall: no run recorded proposal recall yet "
@@ -302,11 +315,13 @@ def _proposal_block(sec: Section, ok: pd.DataFrame) -> None:
         if c.startswith("recall@"):
             display[c] = display[c].map(fmt_pct)
     display["num_proposals"] = display["num_proposals"].map(fmt_int)
+    display["proposals_per_img"] = display["proposals_per_img"].map(fmt_int)
     display = display.rename(columns={c: f"{c} (%)" for c in display.columns
                                       if c.startswith("recall@")})
     sec.add(Table("accuracy_proposal_recall", "Proposal recall vs number of proposals",
                   display.astype(str).fillna(DASH), data,
-                  "One run per group (lowest seed); solid = RPN, dashed = selective search."))
+                  "One run per group and proposal source: the one with the most proposals per image "
+                  "(proposals_per_img), then the lowest seed; solid = RPN, dashed = selective search."))
 
 
 # --------------------------------------------------------------------------- #

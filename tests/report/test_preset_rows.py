@@ -168,3 +168,34 @@ def test_against_the_papers_pairs_each_published_row_with_its_preset_row(tmp_pat
     assert ours("Table 4", "Fast R-CNN vs R-CNN", "truncated SVD", "test speedup", vgg) == pytest.approx(80.0)
     # R-CNN Table 2's rows: no run of their preset, so no analogue (not the R-CNN run of fast-table4)
     assert "no analogue yet" in ours("Table 2", "R-CNN", "pool5 no fine-tune", backbone="AlexNet")
+
+
+def test_figure2_table_shows_each_rows_recall_against_iou(tmp_path):
+    """faster-figure2 (and the proposal sweep) show each row's recall vs IoU: the mean over its seeds, per
+    source and N, with the proposals per image its runs had."""
+    import pandas as pd
+
+    from harness.report import build_report
+
+    rows = {row.label: [p.config for r, p in resolve(BY_ID["faster-figure2"], scale="cpu", seeds=2) if r is row]
+            for row in BY_ID["faster-figure2"].rows}
+    ss_cfgs, rpn_cfgs = rows["selective search (Fast R-CNN run)"], rows["RPN (Faster R-CNN run)"]
+    records = []
+    for i, (cfg, r300) in enumerate(zip(ss_cfgs, (0.7, 0.8))):
+        rec = _record(f"ss{i}", cfg)
+        rec["metrics"]["proposal_recall"] = {"selective_search": {"num_proposals": [300], "recall@0.5": [r300],
+            "mean_proposals": 2000.0, "recall_vs_iou": {"iou": [0.5, 0.9], "num_proposals": [300, 2000],
+                                                        "recall": [[r300, 0.1], [0.99, 0.3]]}}}
+        records.append(rec)
+    rpn = _record("rpn0", rpn_cfgs[0])
+    rpn["metrics"]["proposal_recall"] = {"rpn": {"num_proposals": [300], "recall@0.5": [0.9], "mean_proposals": 650.0,
+        "recall_vs_iou": {"iou": [0.5, 0.9], "num_proposals": [300, 2000], "recall": [[0.9, 0.0], [0.92, 0.0]]}}}
+    records.append(rpn)
+    build_report(write_runs(tmp_path / "res", records), tmp_path / "out", fmt="md")
+    t = pd.read_csv(tmp_path / "out" / "reproduce_faster-figure2_recall_vs_iou.csv").set_index(["method", "num_proposals"])
+    assert t.loc[("selective_search", 300), "0.5"] == pytest.approx(0.75) and t.loc[("selective_search", 300), "runs"] == 2
+    assert t.loc[("selective_search", 2000), "0.9"] == pytest.approx(0.3)
+    assert t.loc[("rpn", 2000), "proposals_per_img"] == 650.0 and t.loc[("rpn", 300), "0.5"] == pytest.approx(0.9)
+    # the RPN run is also faster-table9's lambda 10 row; that table is not about proposals: no recall table
+    assert (tmp_path / "out" / "reproduce_faster-table9.csv").exists()
+    assert not (tmp_path / "out" / "reproduce_faster-table9_recall_vs_iou.csv").exists()
