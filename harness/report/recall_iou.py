@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .blocks import Figure, Table, display_frame, fmt_int, fmt_pct
-from .preset_rows import PresetTable
 from .plots import _METHOD_STYLE, _new, _render, _styled, detector_color, mpl_text
+from .preset_rows import PresetTable
 from .records import num_list
 
 
