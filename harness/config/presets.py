@@ -72,11 +72,11 @@ CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
 }
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
-# the medians of `reproduce --all` on the 2-core machine (2026-12-05, partly beside other jobs): Faster R-CNN
-# 1.44 (30 runs), Fast R-CNN 1.62 (17 run-steps, selective search timed from the cache), R-CNN 0.55 (21 runs:
-# most reuse a stored fine-tuning; the 3 that fine-tuned took 2.3 min each).
-# reproduce.jsonl records each invocation's wall time against it.
-MINUTES_PER_RUN = {"faster": 1.5, "fast": 1.7, "rcnn": 1.0}
+# the medians of the complete `reproduce --all` on the 2-core machine (2026-12-05, 120 ok runs, the first
+# presets beside other jobs): Faster R-CNN 1.44 (30 runs), Fast R-CNN 1.50 (36 run-steps, selective search
+# timed from the cache), R-CNN 0.79 (54 runs: most reuse a stored fine-tuning; one that fine-tunes takes about
+# 2.3, so 1.0 is stated). reproduce.jsonl records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 1.5, "fast": 1.5, "rcnn": 1.0}
 
 
 @dataclass(frozen=True)
