@@ -6,8 +6,10 @@ row of a table is listed: with its numbers (mean over seeds), or as failed,
 interrupted or not run. Everything a row's runs recorded is shown: the main
 test pass, the unshared step-2 system of alternating training (Faster R-CNN
 Table 3), the truncated-SVD pass (Fast R-CNN Table 4: mAP, test and head time,
-and the test speed-up over the table's R-CNN row with and without it) and the
-training stages (stage-wise, alternating, R-CNN). The published rows of the
+and the test speed-up over the table's R-CNN row with and without it), the
+training stages (stage-wise, alternating, R-CNN), the test time without the
+proposal stage, and for a figure about proposals each row's recall against
+IoU (:func:`.recall_iou.preset_table`). The published rows of the
 same paper and table follow, and the differences of setting are spelled out.
 """
 from __future__ import annotations
@@ -69,7 +71,7 @@ def row_values(r: RowRuns) -> dict[str, Any]:
     """Means over the ok runs of a row, of every value the report shows."""
     ok = r.ok
     out: dict[str, Any] = {"runs": len(ok)}
-    for col in ("map50_voc07", "map50_area", "test_s_median", "train_s", "map50_voc07_unshared",
+    for col in ("map50_voc07", "map50_area", "test_s_median", "test_s_noprop_median", "train_s", "map50_voc07_unshared",
                 "map50_voc07_svd", "test_s_median_svd", "head_s", "head_s_svd"):
         mean, std, n = mean_std(ok[col]) if col in ok else (None, None, 0)
         out[col], out[col + "_std"], out[col + "_n"] = mean, std, n
@@ -84,7 +86,7 @@ def row_values(r: RowRuns) -> dict[str, Any]:
 def _our_table(name: str, t: PresetTable) -> Table:
     values = [row_values(r) for r in t.rows]
     has = {col: any(v[col] is not None for v in values)
-           for col in ("map50_voc07_unshared", "map50_voc07_svd", "head_s_svd")}
+           for col in ("map50_voc07_unshared", "map50_voc07_svd", "head_s_svd", "test_s_noprop_median")}
     has["train_stages"] = any(v["train_stages"] for v in values)
     rcnn = [v for r, v in zip(t.rows, values) if r.detector == "rcnn" and v["test_s_median"]]
     rcnn_test = rcnn[0]["test_s_median"] if rcnn else None
@@ -99,6 +101,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
             shown["unshared, step 2: VOC07 mAP50 (%)"] = fmt_pm(
                 v["map50_voc07_unshared"], v["map50_voc07_unshared_std"], v["map50_voc07_unshared_n"])
         shown["test (ms/img)"] = _ms(v["test_s_median"])
+        if has["test_s_noprop_median"]:
+            shown["test without proposals (ms/img)"] = _ms(v["test_s_noprop_median"])
         if has["map50_voc07_svd"] or has["head_s_svd"]:
             shown["SVD: VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07_svd"], v["map50_voc07_svd_std"],
                                                    v["map50_voc07_svd_n"])
@@ -123,6 +127,7 @@ def _our_table(name: str, t: PresetTable) -> Table:
                      "map50_voc07_ci_low": ci.low if ci is not None and ci.known else None,
                      "map50_voc07_ci_high": ci.high if ci is not None and ci.known else None,
                      "map50_area_mean": v["map50_area"], "test_s_median_mean": v["test_s_median"],
+                     "test_s_noprop_median_mean": v["test_s_noprop_median"],
                      "train_s_mean": v["train_s"], "map50_voc07_unshared_mean": v["map50_voc07_unshared"],
                      "map50_voc07_svd_mean": v["map50_voc07_svd"], "test_s_median_svd_mean": v["test_s_median_svd"],
                      "head_s_mean": v["head_s"], "head_s_svd_mean": v["head_s_svd"],

@@ -126,6 +126,7 @@ def test_against_the_papers_pairs_each_published_row_with_its_preset_row(tmp_pat
     rcnn["timing"]["test_s_per_img"]["median"] = 2.0
     fast = _record("fa", cfg("fast-table4", "Fast R-CNN (+ truncated SVD pass)"), map07=0.5)
     fast["timing"]["test_s_per_img"]["median"] = 0.04
+    fast["timing"]["test_s_per_img_without_proposals"] = {"median": 0.015}
     fast["timing"]["svd"] = {"test_s_per_img": {"median": 0.025}}
     fast["metrics_svd"] = {"map50_voc07": 0.49}
     fast["svd"] = {"head_s_per_img": {"without_svd": 0.01, "with_svd": 0.005}}
@@ -138,6 +139,7 @@ def test_against_the_papers_pairs_each_published_row_with_its_preset_row(tmp_pat
     svd_row = t4["Fast R-CNN (+ truncated SVD pass)"]
     assert float(svd_row["test_speedup_over_rcnn"]) == 50.0 and float(svd_row["test_speedup_over_rcnn_svd"]) == 80.0
     assert float(svd_row["head_s_svd_mean"]) == 0.005 and float(svd_row["map50_voc07_svd_mean"]) == 0.49
+    assert float(svd_row["test_s_noprop_median_mean"]) == 0.015 and "test without proposals (ms/img)" in page
     with (tmp_path / "out" / "reproduce_faster-table3.csv").open() as f:
         assert float(next(csv.DictReader(f))["map50_voc07_unshared_mean"]) == 0.65
     with (tmp_path / "out" / "reproduce_fast-table6.csv").open() as f:
