@@ -5,7 +5,8 @@ A run belongs to every preset row whose resolved config it matches, seeds aside
 row of a table is listed: with its numbers (mean over seeds), or as failed,
 interrupted or not run. Everything a row's runs recorded is shown: the main
 test pass, the unshared step-2 system of alternating training (Faster R-CNN
-Table 3), the truncated-SVD pass (Fast R-CNN Table 4: mAP, test and head time,
+Table 3), the SVMs on Fast R-CNN's fc7 (Fast R-CNN Table 8), the truncated-SVD
+pass (Fast R-CNN Table 4: mAP, test and head time,
 and the test speed-up over the table's R-CNN row with and without it), the
 training stages (stage-wise, alternating, R-CNN), the test time without the
 proposal stage, and for a figure about proposals each row's recall against
@@ -72,7 +73,7 @@ def row_values(r: RowRuns) -> dict[str, Any]:
     ok = r.ok
     out: dict[str, Any] = {"runs": len(ok)}
     for col in ("map50_voc07", "map50_area", "test_s_median", "test_s_noprop_median", "train_s", "map50_voc07_unshared",
-                "map50_voc07_svd", "test_s_median_svd", "head_s", "head_s_svd"):
+                "map50_voc07_svd", "map50_voc07_svm", "test_s_median_svd", "head_s", "head_s_svd"):
         mean, std, n = mean_std(ok[col]) if col in ok else (None, None, 0)
         out[col], out[col + "_std"], out[col + "_n"] = mean, std, n
     stages: dict[str, list[float]] = {}
@@ -86,7 +87,8 @@ def row_values(r: RowRuns) -> dict[str, Any]:
 def _our_table(name: str, t: PresetTable) -> Table:
     values = [row_values(r) for r in t.rows]
     has = {col: any(v[col] is not None for v in values)
-           for col in ("map50_voc07_unshared", "map50_voc07_svd", "head_s_svd", "test_s_noprop_median")}
+           for col in ("map50_voc07_unshared", "map50_voc07_svd", "map50_voc07_svm", "head_s_svd",
+                       "test_s_noprop_median")}
     has["train_stages"] = any(v["train_stages"] for v in values)
     rcnn = [v for r, v in zip(t.rows, values) if r.detector == "rcnn" and v["test_s_median"]]
     rcnn_test = rcnn[0]["test_s_median"] if rcnn else None
@@ -100,6 +102,9 @@ def _our_table(name: str, t: PresetTable) -> Table:
         if has["map50_voc07_unshared"]:
             shown["unshared, step 2: VOC07 mAP50 (%)"] = fmt_pm(
                 v["map50_voc07_unshared"], v["map50_voc07_unshared_std"], v["map50_voc07_unshared_n"])
+        if has["map50_voc07_svm"]:
+            shown["SVMs on its fc7: VOC07 mAP50 (%)"] = fmt_pm(v["map50_voc07_svm"], v["map50_voc07_svm_std"],
+                                                             v["map50_voc07_svm_n"])
         shown["test (ms/img)"] = _ms(v["test_s_median"])
         if has["test_s_noprop_median"]:
             shown["test without proposals (ms/img)"] = _ms(v["test_s_noprop_median"])
@@ -129,7 +134,8 @@ def _our_table(name: str, t: PresetTable) -> Table:
                      "map50_area_mean": v["map50_area"], "test_s_median_mean": v["test_s_median"],
                      "test_s_noprop_median_mean": v["test_s_noprop_median"],
                      "train_s_mean": v["train_s"], "map50_voc07_unshared_mean": v["map50_voc07_unshared"],
-                     "map50_voc07_svd_mean": v["map50_voc07_svd"], "test_s_median_svd_mean": v["test_s_median_svd"],
+                     "map50_voc07_svd_mean": v["map50_voc07_svd"], "map50_voc07_svm_mean": v["map50_voc07_svm"],
+                     "test_s_median_svd_mean": v["test_s_median_svd"],
                      "head_s_mean": v["head_s"], "head_s_svd_mean": v["head_s_svd"],
                      "test_speedup_over_rcnn": speedup, "test_speedup_over_rcnn_svd": speedup_svd,
                      **{f"train_stage_{k}_s": s for k, s in v["train_stages"].items()}})

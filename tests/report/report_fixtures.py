@@ -174,7 +174,7 @@ def make_scaling_record() -> dict:
 
 def make_reproduce_records() -> list[dict]:
     """faster-table9 at cpu scale twice (the later invocation reused 3 of 4 rows) and
-    fast-table4 once, complete but slower than stated."""
+    fast-table4 once, complete but slower than stated, then again with every row already done."""
     base = {"kind": "reproduce", "scale": "cpu", "seeds": 1, "device": DEVICE,
             "dataset": "synthetic"}
     return [
@@ -187,6 +187,10 @@ def make_reproduce_records() -> list[dict]:
         {**base, "preset": "faster-table9", "runs": 4, "ran": 1, "skipped": 3, "failed": 0,
          "complete": False, "wall_minutes": 2.5, "stated_minutes": 10.0, "within_stated": True,
          "finished": "2026-11-25T15:30:00+00:00"},
+        # a later reproduce --all pass that found every fast-table4 row done: it must not hide the one above
+        {**base, "preset": "fast-table4", "runs": 3, "ran": 0, "skipped": 3, "failed": 0,
+         "complete": False, "wall_minutes": 0.5, "stated_minutes": 8.0, "within_stated": None,
+         "finished": "2026-11-25T16:00:00+00:00"},
     ]
 
 

@@ -136,7 +136,10 @@ def test_preset_wall_times(bench_report):
     assert (table9["invocations"], table9["complete"], float(table9["wall_minutes"])) == (
         "2", "False", 2.5)
     assert table9["within_stated"] == "not comparable (incomplete)"
-    assert rows["fast-table4"]["within_stated"] == "no (1.50× the stated time)"
+    fast4 = rows["fast-table4"]  # the invocation that ran its rows, not the later one that skipped them all
+    assert fast4["within_stated"] == "no (1.50× the stated time)" and float(fast4["wall_minutes"]) == 12.0
+    assert fast4["invocations"] == "2" and float(fast4["wall_minutes_all_invocations"]) == 12.5
+    assert float(table9["wall_minutes_all_invocations"]) == 11.5
     section = _section(path.read_text(encoding="utf-8"), "Benchmarks")
     assert "incomplete: 3 of 4 rows skipped (earlier runs reused)" in section
 
