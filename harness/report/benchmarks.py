@@ -311,6 +311,12 @@ def _reproduce_block(sec: Section, rs: RecordSet) -> None:
                    "that ran every row says whether the preset fits: one that skipped rows "
                    "(their runs were already recorded ok and were reused) or had failed rows is "
                    "marked incomplete.")
+    by_scale: dict[str, float] = {}
+    for d in data:
+        scale = d["scale"] or "unknown"
+        by_scale[scale] = by_scale.get(scale, 0.0) + d["wall_minutes_all_invocations"]
+    sec.add(Note("Wall time of every reproduce invocation in this folder, all presets together: " + "; ".join(
+        f"{scale} scale {fmt_num(total)} min" for scale, total in sorted(by_scale.items())) + "."))
 
 
 def benchmarks(rs: RecordSet) -> Section:
