@@ -295,7 +295,7 @@ def _reproduce_block(sec: Section, rs: RecordSet) -> None:
     # run again) would otherwise hide the one that measured the preset
     worked = [side for side in rs.reproduce
               if (num(side.record.get("ran")) or 0) + (num(side.record.get("failed")) or 0)]
-    chosen = {key(side.record): side for side, _ in latest_by(worked, lambda r: key(r))}
+    chosen = {key(side.record): side for side, _ in latest_by(worked, key)}
     pairs = []
     for side, n in latest_by(rs.reproduce, key):
         row, data = _reproduce_row(chosen.get(key(side.record), side), n)

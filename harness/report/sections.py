@@ -68,9 +68,14 @@ def mean_std(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
     return m, s, len(xs)
 
 
+def by_seed(g: pd.DataFrame) -> pd.DataFrame:
+    """The runs by seed, then by line."""
+    return g.sort_values(["seed", "_order"], na_position="last")
+
+
 def representative(g: pd.DataFrame) -> pd.Series:
     """The run with the lowest seed (then the earliest line): used for curves."""
-    return g.sort_values(["seed", "_order"], na_position="last").iloc[0]
+    return by_seed(g).iloc[0]
 
 
 def seeds_text(g: pd.DataFrame) -> str:
@@ -272,7 +277,7 @@ def widest_recall(g: pd.DataFrame) -> dict[str, tuple[pd.Series, dict]]:
     (then the lowest seed): a run capped at 300 proposals records recall "at 2000" with its 300, so the
     curves and tables for 1000 / 2000 come from the run that had them."""
     best: dict[str, tuple[pd.Series, dict, float]] = {}
-    for _, run in g.sort_values(["seed", "_order"], na_position="last").iterrows():
+    for _, run in by_seed(g).iterrows():
         for method, pr in (run["proposal_recall"] if isinstance(run["proposal_recall"], dict) else {}).items():
             width = num(_get(pr, "mean_proposals")) or 0.0
             if str(method) not in best or width > best[str(method)][2]:
