@@ -241,6 +241,17 @@ def test_pr_curves_downsampled():
     assert curve["recall"][0] == pytest.approx(1 / n) and curve["recall"][-1] == 1.0
 
 
+def test_pr_curve_points_are_rounded_for_plots():
+    """Full float digits made the curves most of a run record; 4 decimals are far below a plot's resolution."""
+    n = 300  # recall k/300: no short decimal expansion
+    boxes = [[float(i), 0.0, i + 10.0, 10.0] for i in range(0, 20 * n, 20)]
+    gts = [gt(boxes, [1] * n)]
+    preds = [pred(boxes, [1] * n, np.linspace(1, 0.1, n).tolist())]
+    recall = evaluate_detections(preds, gts, CLASSES)["pr_curves"]["cat"]["recall"]
+    assert all(v == round(v, 4) for v in recall)
+    assert recall[1:4] == pytest.approx([k / n for k in (4, 7, 10)], abs=5e-5)  # to 4 decimals, no coarser
+
+
 # --------------------------------------------------------------------------- COCO results
 
 

@@ -15,6 +15,7 @@ import torch
 from torchvision.ops import box_iou
 
 MAX_CURVE_POINTS = 101
+CURVE_DECIMALS = 4  # a PR-curve point to 0.01 %: far below a plot's resolution
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, *, use_07_metric: bool) -> float:
@@ -170,11 +171,13 @@ def voc_eval_class(
 
 
 def downsample_curve(recall: np.ndarray, precision: np.ndarray) -> dict[str, list[float]]:
-    """At most ``MAX_CURVE_POINTS`` evenly spaced points (first and last kept), as lists."""
+    """At most ``MAX_CURVE_POINTS`` evenly spaced points (first and last kept), as lists rounded to
+    ``CURVE_DECIMALS`` (the curves are for plots; full float digits made them most of a run record)."""
     n = recall.shape[0]
     keep: Any = slice(None)
     if n > MAX_CURVE_POINTS:
         keep = np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(np.int64))
-    return {"recall": [float(r) for r in recall[keep]], "precision": [float(p) for p in precision[keep]]}
+    return {"recall": [round(float(r), CURVE_DECIMALS) for r in recall[keep]],
+            "precision": [round(float(p), CURVE_DECIMALS) for p in precision[keep]]}
 
 
