@@ -14,7 +14,7 @@ import pandas as pd
 from .blocks import Figure, Table, display_frame, fmt_int, fmt_pct
 from .plots import _METHOD_STYLE, _new, _render, _styled, detector_color, mpl_text
 from .preset_rows import PresetTable
-from .records import num_list
+from .records import num, num_list
 
 
 @dataclass
@@ -94,7 +94,7 @@ def preset_table(name: str, t: PresetTable) -> Table | None:
                 if s is None:
                     continue
                 ious = s.iou
-                width.setdefault(s.method, []).append(float(pr.get("mean_proposals") or 0.0))
+                width.setdefault(s.method, []).append(num(pr.get("mean_proposals")) or 0.0)
                 for n, rec in s.by_count.items():
                     found.setdefault((s.method, n), []).append(rec)
         for (method, n), recs in found.items():
