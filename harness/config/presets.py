@@ -47,10 +47,10 @@ CPU_BASE: dict[str, Any] = {
 # record a preset writes at cpu scale carries these (and its row's own, Row.reductions) as `reductions`.
 CPU_REDUCTIONS: dict[str, str] = {
     "data.synthetic_hard.train_images": "200 of synthetic-hard's 400 training images (half the selective-search "
-    "precompute and R-CNN feature cache); measured: Faster R-CNN 0.324 mAP50 with 200 x 6 epochs vs 0.337 "
-    "with 400 x 3 epochs (same 600 steps)",
-    "train.epochs": "6 epochs (600 steps of 2 images) instead of the cpu profile's 8: Faster R-CNN reaches "
-    "about 0.32 VOC07 mAP50 from random init instead of 0.50 (400 x 8), so every row is under-trained alike",
+    "precompute and R-CNN feature cache); on the set's first version (objects 10-45 % of the image height) "
+    "Faster R-CNN gave 0.324 mAP50 with 200 x 6 epochs vs 0.337 with 400 x 3 epochs (same 600 steps)",
+    "train.epochs": "6 epochs (600 steps of 2 images) instead of the cpu profile's 8 (on 400 images): every row "
+    "is under-trained alike; the README's synthetic-hard section gives Faster R-CNN's mAP50 at both schedules",
     "model.init": "random init (the built-in pre-training did not beat it at this schedule; docs/pretraining.md)",
 }
 # Fast R-CNN and R-CNN (the detectors that read selective search): its test-time cost from the cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,11 +69,29 @@ def test_contract_classes_counts_and_boxes_inside():
             others = np.delete(boxes, j, axis=0)
             assert len(others) == 0 or box_iou(boxes[j], others).max() <= MAX_PAIR_IOU + 1e-6
         sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / h
-        small, large = small + int((sides < 0.15).sum()), large + int((sides > 0.3).sum())
+        small, large = small + int((sides < 0.25).sum()), large + int((sides > 0.38).sum())
         seen.update(target["labels"].tolist())
     assert min(counts) >= 3 and max(counts) <= 10 and max(counts) - min(counts) >= 4
     assert seen == set(range(1, len(CLASS_NAMES)))  # every class drawn in 16 images
     assert small > 0 and large > 0
+
+
+def _relative_sizes(config: SyntheticHardConfig) -> np.ndarray:
+    ds = SyntheticHardDataset("train", config)
+    boxes = np.concatenate([ds.annotation(i)["boxes"].numpy() for i in range(len(ds))])
+    return np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / config.image_size
+
+
+def test_object_size_keys_set_the_range():
+    """min/max_object_size bound each box's sqrt(area) / image height (occlusion only shrinks a box)."""
+    fixed = _relative_sizes(replace(SMALL, min_object_size=0.3, max_object_size=0.3))
+    assert fixed.max() <= 0.3 + 2 / SMALL.image_size and np.median(fixed) > 0.27
+    default = _relative_sizes(SMALL)
+    assert default.max() > 0.4 and default.max() <= SMALL.max_object_size + 2 / SMALL.image_size
+    with pytest.raises(DatasetError, match="min_object_size <= max_object_size"):
+        SyntheticHardConfig(min_object_size=0.5, max_object_size=0.2)
+    with pytest.raises(DatasetError, match="0 < min_object_size"):
+        SyntheticHardConfig(min_object_size=0.0)
 
 
 def test_boxes_are_the_tight_extent_of_each_silhouette():
