@@ -55,10 +55,9 @@ CPU_REDUCTIONS: dict[str, str] = {
 }
 # Fast R-CNN and R-CNN (the detectors that read selective search): its test-time cost from the cache
 SS_TIMING = ("cache", "selective-search seconds per test image read from each image's cache entry "
-    "(measured once, one thread, when `harness proposals` computed it with 2 workers) instead of re-timed live "
-    "in every run, which cost about 2 min per Fast R-CNN run (200 images x 0.59 s median); on this set the "
-    "entries say 1.69 s median against 0.59 s timed live on the quieter machine: the entries were computed "
-    "beside other jobs, so selective-search times here are upper bounds")
+    "(measured once, one thread, when `harness proposals` computed it with 2 workers; 0.59 s median on the "
+    "test split of synthetic-hard, computed on the otherwise idle 2-core machine) instead of re-timed live in "
+    "every run, which cost about 2 min per Fast R-CNN run (200 images x 0.59 s)")
 # Per detector, on top of CPU_BASE (key -> (value, why)); R-CNN runs its whole CNN on every warped region.
 CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
     "fast": {"proposals.test_timing": SS_TIMING},
