@@ -60,3 +60,18 @@ def test_stage_timer_discards_warmup_and_sums_stages():
                 pass
     assert len(timer.samples["a"]) == 3 and len(timer.samples["total"]) == 3
     assert set(timer.medians()) == {"a"}
+
+
+def test_record_carries_the_commit_the_process_loaded(monkeypatch):
+    """A commit made while a long reproduce runs does not relabel its later records; a failed first look
+    (git busy, say) is retried at the record instead of leaving every record without a commit."""
+    import torch
+
+    from harness.run import results
+
+    monkeypatch.setattr(results, "_LOADED_SHA", ["a" * 40])
+    monkeypatch.setattr(results, "git_sha", lambda cwd=None: "b" * 40)  # HEAD moved since the import
+    assert results.record_envelope("t0", torch.device("cpu"))["git_sha"] == "a" * 40
+    monkeypatch.setattr(results, "_LOADED_SHA", [None])
+    assert results.record_envelope("t0", torch.device("cpu"))["git_sha"] == "b" * 40
+    assert results.code_sha() == "b" * 40

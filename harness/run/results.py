@@ -57,6 +57,21 @@ def git_sha(cwd: Path | None = None) -> str | None:
         return None
 
 
+_LOADED_SHA: list[str | None] = []  # git_sha() when this module was imported: the code this process runs
+
+
+def code_sha() -> str | None:
+    """The commit of the code this process runs: :func:`git_sha` as it was when the harness was imported
+    (Python loads each module once), so a commit made while a long ``reproduce`` runs does not relabel its
+    later records. Falls back to the current :func:`git_sha` if that first look failed."""
+    if not _LOADED_SHA or _LOADED_SHA[0] is None:
+        _LOADED_SHA[:] = [git_sha()]
+    return _LOADED_SHA[0]
+
+
+code_sha()
+
+
 def library_versions() -> dict[str, str | None]:
     import cv2
     import torchvision
@@ -92,7 +107,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 def record_envelope(started: str, device: torch.device) -> dict[str, Any]:
     """The fields every record carries (runs and benches): when, which code, which libraries, which device."""
-    return {"started": started, "finished": now_iso(), "git_sha": git_sha(), "versions": library_versions(),
+    return {"started": started, "finished": now_iso(), "git_sha": code_sha(), "versions": library_versions(),
             "device": device_info(device)}
 
 
