@@ -1,5 +1,6 @@
 """Fast R-CNN: the two-stage detector on precomputed proposals; forwards, overfit, CLI end to end."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,11 +106,16 @@ def test_cli_proposals_then_run_fast_writes_a_complete_record(tmp_path):
     # 4 train + 2 test images searched by the two workers, one cache entry each
     assert "6 images in" in pre.output and "with 2 worker processes" in pre.output, pre.output
     assert "cache: 6 entries" in pre.output, pre.output
+    # each split's row: min / mean / max proposals per image (the benchmark's ">= 2000 per image" is a minimum)
+    spread = {m[1]: (int(m[2]), int(m[3]), int(m[4]))
+              for m in re.finditer(r"synthetic/(train|test)\s*│.*?│\s*(\d+) / (\d+) / (\d+)\s*│", pre.output)}
+    assert set(spread) == {"train", "test"} and all(lo <= mean <= hi for lo, mean, hi in spread.values()), pre.output
     result = runner.invoke(app, ["run", "--detector", "fast", "--results", str(tmp_path), *TINY, *cache])
     assert result.exit_code == 0, result.output
     (line,) = (tmp_path / "runs.jsonl").read_text().splitlines()
     rec = json.loads(line)
     assert rec["status"] == "ok" and rec["detector"] == "fast"
+    assert round(rec["proposals"]["precompute"]["train"]["proposals_per_image"]) == spread["train"][1]
     assert rec["config"]["model"]["roi_batch_size"] == 64
     assert {"map50_voc07", "map50_area", "coco_ap"} <= set(rec["metrics"])
     recall = rec["metrics"]["proposal_recall"]["selective_search"]

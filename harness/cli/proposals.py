@@ -89,11 +89,12 @@ def proposals_command(
         console.print(f"[yellow]interrupted[/]: {entries} entries are cached; run the same command again to resume")
         raise typer.Exit(130)
     table = Table(title="selective-search proposals")
-    table.caption = "cached: skipped (already in the cache); s/img: median selective-search seconds per image"
+    table.caption = ("cached: skipped (already in the cache); proposals/img: min / mean / max boxes per image; "
+                     "s/img: median selective-search seconds per image")
     for col in ("split", "images", "cached", "computed", "proposals/img", "s/img"):
         table.add_column(col, justify="right")
     for ds, r in zip(sets, runs):
-        table.add_row(escape(ds.name), str(r.images), str(r.hits), str(r.computed), f"{r.proposals_per_image:.0f}",
+        table.add_row(escape(ds.name), str(r.images), str(r.hits), str(r.computed), (f"{min(r.counts)} / {r.proposals_per_image:.0f} / {max(r.counts)}" if r.counts else "-"),
                       f"{r.compute_s_per_image or 0:.3f}")
     out.print(table)
     total = pass_summary(runs)
