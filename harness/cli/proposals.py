@@ -94,7 +94,8 @@ def proposals_command(
     for col in ("split", "images", "cached", "computed", "proposals/img", "s/img"):
         table.add_column(col, justify="right")
     for ds, r in zip(sets, runs):
-        table.add_row(escape(ds.name), str(r.images), str(r.hits), str(r.computed), (f"{min(r.counts)} / {r.proposals_per_image:.0f} / {max(r.counts)}" if r.counts else "-"),
+        spread = f"{min(r.counts)} / {r.proposals_per_image:.0f} / {max(r.counts)}" if r.counts else "-"
+        table.add_row(escape(ds.name), str(r.images), str(r.hits), str(r.computed), spread,
                       f"{r.compute_s_per_image or 0:.3f}")
     out.print(table)
     total = pass_summary(runs)

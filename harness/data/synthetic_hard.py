@@ -222,7 +222,8 @@ def render_hard_scene(rng: np.random.Generator, config: SyntheticHardConfig) -> 
 
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
     sample = object_sampler(size, height, width, num_classes=len(CLASS_NAMES), shape_mask=_shape_mask,
-                            side_range=(_SIDE_MIN, _SIDE_MAX), sqrt_area_range=(config.min_object_size, config.max_object_size),
+                            side_range=(_SIDE_MIN, _SIDE_MAX),
+                            sqrt_area_range=(config.min_object_size, config.max_object_size),
                             aspect_range=_ASPECT_RANGE, min_side_px=6)
 
     boxes, labels = place_objects(
