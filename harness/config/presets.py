@@ -51,7 +51,8 @@ CPU_REDUCTIONS: dict[str, str] = {
     "Faster R-CNN gave 0.324 mAP50 with 200 x 6 epochs vs 0.337 with 400 x 3 epochs (same 600 steps)",
     "train.epochs": "6 epochs (600 steps of 2 images) instead of the cpu profile's 8 (on 400 images): every row "
     "is under-trained alike; the README's synthetic-hard section gives Faster R-CNN's mAP50 at both schedules",
-    "model.init": "random init (the built-in pre-training did not beat it at this schedule; docs/pretraining.md)",
+    "model.init": "random init: the presets' cpu scale was measured before the 12-epoch built-in pre-training, "
+    "which beats random init by 18 points mAP50 at this scale (README Pre-training); a re-run on it is due",
 }
 # Fast R-CNN and R-CNN (the detectors that read selective search): its test-time cost from the cache
 SS_TIMING = ("cache", "selective-search seconds per test image read from each image's cache entry "
