@@ -71,6 +71,20 @@ def test_torchrun_harness_run_records_once(tmp_path, tiny_run_args):
 
 
 @pytest.mark.slow
+def test_torchrun_pretrains_once_on_rank_0(tmp_path, tiny_run_args, monkeypatch):
+    """With model.init=pretrained and an empty cache, rank 0 alone pre-trains; the other rank waits and loads
+    the same file (without the barrier both ranks would train it, and both would say so)."""
+    monkeypatch.setenv("HARNESS_PRETRAIN_CACHE", str(tmp_path / "pretrained"))  # conftest's tiny recipe, fresh
+    done = torchrun("-m", "harness", "run", "--detector", "faster", *tiny_run_args, "--set", "model.init=pretrained",
+                    "--set", "data.synthetic.train_images=8", "--results", str(tmp_path / "r"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout + done.stderr).count("pre-training tiny once") == 1
+    assert len(list((tmp_path / "pretrained").glob("tiny-*.pt"))) == 1
+    record = json.loads((tmp_path / "r" / "runs.jsonl").read_text())
+    assert record["status"] == "ok" and record["init"]["kind"] == "pretrained"
+
+
+@pytest.mark.slow
 def test_peer_rank_failure_is_recorded_by_rank_0(tmp_path, tiny_run_args):
     helper = Path(__file__).parent / "helpers" / "ddp_peer_fails.py"
     results = tmp_path / "r"

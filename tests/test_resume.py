@@ -185,6 +185,19 @@ def test_resume_refuses_other_config_unknown_run_and_bad_checkpoint(tmp_path: Pa
     assert config_differences(older, changed, to_dict(build_config())) == [
         "model.box_weight: not in the checkpoint (a newer key), now 2.0"
     ]
+    # a run from before model.init existed started from random init: it resumes as that, whatever the cpu
+    # profile's default init is now, and not as pre-trained (which would pre-train for minutes for a model
+    # the checkpoint replaces)
+    no_init = to_dict(cfg)
+    del no_init["model"]["init"]
+    random_now = build_config(overrides={**parse_set_options(TINY_RUN[1::2]), "model.init": "random"})
+    pretrained_now = build_config(overrides={**parse_set_options(TINY_RUN[1::2]), "model.init": "pretrained"})
+    (tmp_path / "run-old").mkdir()
+    torch.save({"format": 1, "epoch": 1, "iterations": 3, "model": {}, "optimizer": {}, "scheduler": {},
+                "rng": {}, "config": no_init}, tmp_path / "run-old" / CHECKPOINT_FILE)
+    assert prepare_resume(tmp_path, "run-old", to_dict(random_now)).epoch == 1
+    with pytest.raises(CheckpointError, match="model.init: not in the checkpoint .*'pretrained'"):
+        prepare_resume(tmp_path, "run-old", to_dict(pretrained_now))
     data = (run_dir / CHECKPOINT_FILE).read_bytes()
     (run_dir / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="unreadable"):

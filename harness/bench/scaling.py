@@ -141,7 +141,7 @@ def rcnn_disk_vs_images(base: RunConfig, *, sizes: Sequence[int], epochs: int, d
             cmd = [sys.executable, "-m", "harness", "run", "--detector", "rcnn", "--epochs", str(epochs),
                    "--device", device, "--backbone", base.model.backbone, "--results", tmp,
                    "--set", f"data.synthetic.train_images={n}", "--set", "data.synthetic.test_images=4",
-                   "--set", f"rcnn.cache_dir={Path(tmp) / 'features'}",
+                   "--set", f"rcnn.cache_dir={Path(tmp) / 'features'}", "--set", f"model.init={base.model.init}",
                    *[arg for item in sets for arg in ("--set", item)]]
             if base.data.dataset != "synthetic":
                 raise ValueError("the R-CNN disk curve varies data.synthetic.train_images: use the synthetic data")
@@ -162,9 +162,11 @@ def rcnn_disk_vs_images(base: RunConfig, *, sizes: Sequence[int], epochs: int, d
 
 
 def _shared_overrides(base: RunConfig, sets: Sequence[str]) -> dict[str, Any]:
-    """What every model of the bench shares: the base config's data, backbone, seed and crops, then ``--set``."""
+    """What every model of the bench shares: the base config's data, backbone and init, seed and crops, then
+    ``--set``."""
     return {"data.dataset": base.data.dataset, "data.min_size": base.data.min_size, "data.max_size": base.data.max_size,
-            "model.backbone": base.model.backbone, "model.weights": base.model.weights, "seed": base.seed,
+            "model.backbone": base.model.backbone, "model.weights": base.model.weights, "model.init": base.model.init,
+            "seed": base.seed,
             "rcnn.crop_size": base.rcnn.crop_size, **parse_set_options(list(sets))}
 
 

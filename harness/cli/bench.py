@@ -45,7 +45,10 @@ def _config(detector: str = "faster", profile: str = "cpu", **overrides: Any) ->
     def build() -> tuple[RunConfig, torch.device]:
         sets = overrides.pop("_sets", [])
         given = {k.replace("__", "."): v for k, v in overrides.items() if v is not None}
-        cfg = build_config(detector=detector, profile=profile, overrides={**given, **parse_set_options(sets)})
+        # the benches build their networks from random init (or --weights) whatever the profile's model.init
+        # says (speed does not depend on the weights): the recorded config says so
+        cfg = build_config(detector=detector, profile=profile,
+                           overrides={"model.init": "random", **given, **parse_set_options(sets)})
         return cfg, resolve_device(cfg.device)
 
     return build

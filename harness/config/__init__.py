@@ -33,6 +33,7 @@ from harness.data.synthetic_hard import SyntheticHardConfig
 PROPOSAL_SOURCE = {"faster": "network", "fast": "data", "rcnn": "data"}
 DETECTORS = tuple(PROPOSAL_SOURCE)
 PROFILES = ("cpu", "paper")
+PRETRAINED_BACKBONES = ("tiny", "resnet18")  # what the built-in pre-training (`harness pretrain`) covers
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -328,7 +329,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.scheme=alternating is Faster R-CNN's 4-step training: use --detector faster")
     if cfg.model.init not in ("random", "pretrained", "pretrained-body"):
         raise ConfigError(f"model.init must be random, pretrained or pretrained-body, got {cfg.model.init!r}")
-    if cfg.model.init != "random" and not cfg.model.weights and cfg.model.backbone not in ("tiny", "resnet18"):
+    if cfg.model.init != "random" and not cfg.model.weights and cfg.model.backbone not in PRETRAINED_BACKBONES:
         raise ConfigError(f"model.init={cfg.model.init}: built-in pre-training covers tiny and resnet18, not "
                           f"{cfg.model.backbone}; use --weights FILE or --set model.init=random")
     if cfg.model.pooler not in ("roi_pool", "roi_align"):

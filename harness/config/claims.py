@@ -11,7 +11,9 @@ rows' runs (mean ± 95 % confidence interval over seeds):
 - :class:`Insensitive`: every row within ``tolerance`` of the others, e.g. "lambda insensitive within 1..100".
 
 ``testable_at`` lists the scales where the claim can be tested; elsewhere the claim is shown with
-``why_not`` instead of a verdict (e.g. fps figures need a GPU and VGG16).
+``why_not`` instead of a verdict (e.g. fps figures need a GPU and VGG16). ``pretrained_only``: a claim
+about pre-trained features (fine-tune or not, which layers), not testable on runs from random init, where
+the frozen or not-fine-tuned layers hold random features.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Claim:
     text: str
     testable_at: tuple[str, ...] = SCALES
     why_not: str = ""
+    pretrained_only: bool = False
 
 
 @dataclass(frozen=True)

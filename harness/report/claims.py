@@ -18,7 +18,14 @@ from .blocks import DASH, Note, Section, Table, display_frame
 from .preset_rows import PresetTable, preset_tables
 from .published import published_key
 from .records import RecordSet
-from .verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED, judge
+from .verdicts import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    REPRODUCED,
+    Verdict,
+    judge,
+)
 
 # ``row@what``: which column of a row's runs a reference reads (default: the claim's metric)
 REFERENCE_COLUMNS = {
@@ -41,6 +48,16 @@ def reference_values(table: PresetTable, ref: str, metric: str) -> list[float]:
 def claim_values(table: PresetTable, claim: Claim) -> dict[str, Sequence[float]]:
     metric = "test_s" if isinstance(claim, Ratio) and claim.metric == "test_s" else getattr(claim, "metric", "")
     return {ref: reference_values(table, ref, metric) for ref in rows_named(claim)}
+
+
+RANDOM_INIT = ("about pre-trained features: these runs start from random init (model.init=random, no --weights), "
+               "so the frozen or not-fine-tuned layers hold random features")
+
+
+def from_random_init(table: PresetTable, claim: Claim) -> bool:
+    """Whether any ok run of a row ``claim`` names started from random init (its record's ``init``)."""
+    labels = {ref.partition("@")[0] for ref in rows_named(claim)}
+    return any("init" in row.ok and (row.ok["init"] == "random").any() for row in table.rows if row.label in labels)
 
 
 def paper_values(preset_id: str, claim: Claim, published: pd.DataFrame) -> str:
@@ -84,6 +101,8 @@ def claims(rs: RecordSet, published: pd.DataFrame | None = None) -> Section:
     for table in preset_tables(rs.latest):
         for claim in CLAIMS.get(table.preset_id, ()):
             verdict = judge(claim, claim_values(table, claim), table.scale)
+            if claim.pretrained_only and verdict.verdict != NOT_TESTABLE and from_random_init(table, claim):
+                verdict = Verdict(claim, NOT_TESTABLE, RANDOM_INIT)
             paper = paper_values(table.preset_id, claim, published if published is not None else pd.DataFrame())
             rows.append({"Preset": table.preset_id, "Scale": table.scale, "Claim": claim.text,
                          "Verdict": verdict.verdict, "Ours (mean ± 95 % CI, VOC07 mAP50 % or s)": verdict.detail,

@@ -72,11 +72,17 @@ def preset_tables(latest: pd.DataFrame) -> list[PresetTable]:
     index: dict[str, list[tuple[str, str, str, Any]]] = {}
     for preset in PRESETS:
         for scale in SCALES:
+            resolved: set[tuple[str, ...]] = set()
             for extra in extras:
                 try:
                     keyed = row_keys(preset, scale=scale, extra=json.loads(extra))
                 except ConfigError:
                     continue
+                # overrides that resolve to the same rows as an earlier set (e.g. a --set of a default's own
+                # value) are one table: the earlier, the empty set first
+                if tuple(key for _, key in keyed) in resolved:
+                    continue
+                resolved.add(tuple(key for _, key in keyed))
                 for row, key in keyed:
                     index.setdefault(key, []).append((preset.id, scale, extra, row))
     hits: dict[tuple[str, str, str], dict[str, list[Any]]] = {}

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from harness.config import build_config, flatten_dict, to_dict
+from harness.config import detector_default, flatten_dict, to_dict
 from harness.run.storage import atomic_write, stale_temps
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,9 @@ def prepare_resume(results_dir: Path, run_id: str, config: dict[str, Any]) -> Re
             f"or ran with train.checkpoint=false); start it again instead"
         )
     state = load_checkpoint(path)
-    defaults = to_dict(build_config(detector=config.get("detector", "faster"), profile=config.get("profile", "cpu")))
+    # a key the checkpoint lacks is accepted at its old behaviour: the plain defaults (detector_default), not
+    # what build_config derives from other keys (the cpu profile's init: before model.init, runs were random)
+    defaults = to_dict(detector_default(config.get("detector", "faster"), config.get("profile", "cpu")))
     differences = config_differences(state["config"], config, defaults)
     if differences:
         raise CheckpointError(

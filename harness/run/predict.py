@@ -72,7 +72,7 @@ def find_record(results_dir: Path, run_id: str) -> dict[str, Any]:
 
 def run_config(record: dict[str, Any], device: str) -> RunConfig:
     """The run's config as recorded (keys this harness no longer has are ignored), on ``device``;
-    ``model.weights`` is dropped: the checkpoint holds every weight."""
+    ``model.weights`` and ``model.init`` are dropped: the checkpoint holds every weight."""
     known = config_keys()
     flat: dict[str, Any] = {}
 
@@ -85,7 +85,7 @@ def run_config(record: dict[str, Any], device: str) -> RunConfig:
 
     walk(record.get("config") or {}, "")
     detector, profile = flat.pop("detector", record.get("detector")), flat.pop("profile", "cpu")
-    flat.update({"model.weights": None, "device": device})
+    flat.update({"model.weights": None, "model.init": "random", "device": device})
     return build_config(detector=detector, profile=profile, overrides=flat)
 
 

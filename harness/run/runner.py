@@ -48,7 +48,7 @@ from harness.train.engine import (
     predict,
     proposal_recall_curve,
 )
-from harness.train.pretrain import resolve_init
+from harness.train.pretrain import cached_pretrained, init_mode, resolve_init
 from harness.train.schemes import FitJob, check_distributed, fit_function
 from harness.train.train_log import TRAIN_LOG_FILE, TrainLog
 
@@ -116,6 +116,10 @@ def execute(
     with distributed.process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:
             check_distributed(cfg)
+            if init_mode(cfg) in ("pretrained", "pretrained-body"):  # rank 0 pre-trains on first use, once
+                if ranks.is_main:
+                    cached_pretrained(cfg.model.backbone, log=log.warning)
+                distributed.barrier()
         if not ranks.is_main:  # a torchrun worker: trains its shard, rank 0 records the run
             try:
                 _train_and_test(cfg, {"disk": {"items": {}}}, results_dir / "unused", device, None, resume, ranks)
@@ -235,7 +239,9 @@ def _train_and_test(
     # selective search (cached, filled in parallel) or a file for data-side proposals; a no-op for the RPN
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
-    built = resolve_init(cfg)[0]  # model.weights: the built-in pre-trained file where model.init asks for it
+    # model.weights: the built-in pre-trained file where model.init asks for it (a torchrun worker that found no
+    # cached file would train it here too, and say so: the barrier in execute leaves it to rank 0)
+    built = resolve_init(cfg, log=logging.getLogger(__name__).warning)[0]
     model = build_model(built, train_set.num_classes)
     record_weights(record, getattr(model, "weights_report", None))
     checkpoint = run_dir / CHECKPOINT_FILE if cfg.train.checkpoint else None

@@ -30,9 +30,8 @@ from torch import Tensor, nn
 from torchvision.ops import roi_pool
 
 from detectors.backbones import BACKBONES, BackboneParts
+from harness.config import PRETRAINED_BACKBONES as PRETRAIN_BACKBONES
 from harness.data import classification as cls_data
-
-PRETRAIN_BACKBONES = ("tiny", "resnet18")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from harness.config.preset_claims import CLAIMS
 from harness.config.presets import BY_ID, PRESETS, resolve
 from harness.report.build import build_report
 from harness.report.claims import REFERENCE_COLUMNS
+from harness.report.verdicts import NOT_TESTABLE
 from harness.run.schema import SCHEMA_VERSION
 
 
@@ -35,6 +36,16 @@ def _record(point, row, map07, test_s):
             "git_sha": None, "versions": {}, "device": {"type": "cpu", "name": "test", "threads": 2}}
 
 
+def _claims_rows(tmp_path, records, preset_id):
+    """The report's claims.csv rows of ``preset_id`` from ``records``."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_report(results, tmp_path / "out")
+    with open(tmp_path / "out" / "claims.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["preset"] == preset_id]
+
+
 @pytest.mark.parametrize("values, verdict", [
     ({"lambda 0.1": 0.70, "lambda 1": 0.800, "lambda 10": 0.801, "lambda 100": 0.802}, "reproduced in direction"),
     ({"lambda 0.1": 0.70, "lambda 1": 0.80, "lambda 10": 0.80, "lambda 100": 0.60}, "contradicted"),
@@ -45,16 +56,29 @@ def test_lambda_insensitivity_is_judged_from_the_matched_runs(tmp_path, values, 
     for row, point in resolve(preset, scale="cpu", seeds=3):
         noise = 0.001 * point.config.seed
         records.append(_record(point, row.label, values[row.label] + noise, 0.02))
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    build_report(results, tmp_path / "out")
-    with open(tmp_path / "out" / "claims.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["preset"] == "faster-table9"]
+    rows = _claims_rows(tmp_path, records, "faster-table9")
     assert [r["verdict"] for r in rows] == [verdict]
     assert "(n=3)" in rows[0]["detail"]
     # the paper's numbers beside ours, from harness/reference/published.csv (Table 9: 68.9 / 69.9 / 69.1)
     assert rows[0]["paper"] == "lambda 1: 68.9; lambda 10: 69.9; lambda 100: 69.1"
+
+
+@pytest.mark.parametrize("init, verdict", [
+    ({"kind": "pretrained", "label": "pretrained (tiny-x, sha256 y)"}, "reproduced in direction"),
+    ("random", NOT_TESTABLE),
+])
+def test_fine_tuning_claims_need_pretrained_runs(tmp_path, init, verdict):
+    """Fast R-CNN Table 5 (which layers to fine-tune) is about pre-trained features: judged on runs from the
+    built-in pre-training (the cpu default), not testable on runs from random init, whatever their numbers."""
+    values = {"fine-tune all conv layers": 0.60, "freeze every conv stage (fc layers only)": 0.40}
+    records = []
+    for row, point in resolve(BY_ID["fast-table5"], scale="cpu", seeds=3):
+        if row.label in values:
+            records.append({**_record(point, row.label, values[row.label] + 0.001 * point.config.seed, 0.02),
+                            "init": init})
+    rows = _claims_rows(tmp_path, records, "fast-table5")
+    assert [r["verdict"] for r in rows] == [verdict]
+    assert ("random init" in rows[0]["detail"]) == (init == "random")
 
 
 def test_paper_values_follow_the_claims_pass_and_kind():

@@ -209,3 +209,14 @@ def test_figure2_table_shows_each_rows_recall_against_iou(tmp_path):
     # the RPN run is also faster-table9's lambda 10 row; that table is not about proposals: no recall table
     assert (tmp_path / "out" / "reproduce_faster-table9.csv").exists()
     assert not (tmp_path / "out" / "reproduce_faster-table9_recall_vs_iou.csv").exists()
+
+
+def test_overrides_that_resolve_to_the_default_rows_are_one_table(tmp_path):
+    """`reproduce --set model.init=X` where X is the cpu scale's own default: its runs are the rows of the plain
+    table, shown once, not again under a second table of the same rows."""
+    cfg = resolve(BY_ID["faster-table9"], scale="cpu")[0][1].config
+    tags = {"preset": "faster-table9", "preset_row": "lambda 0.1", "preset_overrides": {"model.init": cfg.model.init}}
+    tables = preset_tables(load_records(write_runs(tmp_path / "res", [_record("a", cfg, tags=tags)])).latest)
+    assert [(t.preset_id, t.scale, t.extra) for t in tables if t.preset_id == "faster-table9"] == [
+        ("faster-table9", "cpu", {})]
+    assert [list(r.runs["run_id"]) for r in tables[0].rows if not r.runs.empty] == [["a"]]
