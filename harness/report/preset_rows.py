@@ -80,9 +80,10 @@ def preset_tables(latest: pd.DataFrame) -> list[PresetTable]:
                     continue
                 # overrides that resolve to the same rows as an earlier set (e.g. a --set of a default's own
                 # value) are one table: the earlier, the empty set first
-                if tuple(key for _, key in keyed) in resolved:
+                keys = tuple(key for _, key in keyed)
+                if keys in resolved:
                     continue
-                resolved.add(tuple(key for _, key in keyed))
+                resolved.add(keys)
                 for row, key in keyed:
                     index.setdefault(key, []).append((preset.id, scale, extra, row))
     hits: dict[tuple[str, str, str], dict[str, list[Any]]] = {}

@@ -48,7 +48,7 @@ from harness.train.engine import (
     predict,
     proposal_recall_curve,
 )
-from harness.train.pretrain import cached_pretrained, init_mode, resolve_init
+from harness.train.pretrain import resolve_init
 from harness.train.schemes import FitJob, check_distributed, fit_function
 from harness.train.train_log import TRAIN_LOG_FILE, TrainLog
 
@@ -116,10 +116,9 @@ def execute(
     with distributed.process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:
             check_distributed(cfg)
-            if init_mode(cfg) in ("pretrained", "pretrained-body"):  # rank 0 pre-trains on first use, once
-                if ranks.is_main:
-                    cached_pretrained(cfg.model.backbone, log=log.warning)
-                distributed.barrier()
+            if ranks.is_main:  # the built-in pre-training (and its body-only file) on first use, once
+                resolve_init(cfg, log=log.warning)
+            distributed.barrier()
         if not ranks.is_main:  # a torchrun worker: trains its shard, rank 0 records the run
             try:
                 _train_and_test(cfg, {"disk": {"items": {}}}, results_dir / "unused", device, None, resume, ranks)
