@@ -172,3 +172,18 @@ def test_every_key_of_harness_config_is_settable_and_checked():
             with pytest.raises(ConfigError, match=key.split(".")[-1]):
                 build_config(detector=detector, overrides=parse_set_options([f"{key}={_invalid_text(key, tp)}"]))
     assert FREE_TEXT <= set(keys) and set(NEW_VALUE) <= set(keys)  # no stale entries
+
+
+@pytest.mark.parametrize("profile, overrides, init", [
+    ("cpu", {}, "pretrained"),  # the cpu profile starts from the built-in pre-training (README Pre-training)
+    ("cpu", {"model.backbone": "resnet18"}, "pretrained"),
+    ("cpu", {"model.backbone": "resnet50"}, "random"),  # the built-in pre-training covers tiny and resnet18 only
+    ("cpu", {"model.weights": "w.pt"}, "random"),  # a weights file wins; init is ignored
+    ("cpu", {"model.init": "random"}, "random"),
+    ("cpu", {"model.init": "pretrained-body"}, "pretrained-body"),
+    ("paper", {}, "random"),  # the paper profile expects ImageNet weights (--weights)
+    ("paper", {"model.backbone": "tiny"}, "random"),
+])
+def test_default_init_is_the_built_in_pretraining_at_cpu_profile(profile, overrides, init):
+    for detector in ("faster", "fast", "rcnn"):
+        assert build_config(detector=detector, profile=profile, overrides=overrides).model.init == init

@@ -79,11 +79,37 @@ def test_pretrained_weights_are_loaded_into_a_run(pretrained):
 
     state = torch.load(pretrained, map_location="cpu", weights_only=True)
     torch.manual_seed(0)
-    random = first_conv({})
+    random = first_conv({"model.init": "random"})
     torch.manual_seed(0)
     loaded = first_conv({"model.weights": str(pretrained)})
     assert torch.equal(loaded, state["body.0.0.weight"])
     assert not torch.equal(loaded, random)
+
+
+def test_a_default_run_starts_from_the_cached_pretraining(tmp_path, monkeypatch, tiny_run_args):
+    """`harness run` with no init option, at the cpu profile: the default recipe is trained on first use,
+    the record says so, and the network the run builds holds the file's weights (not random init's)."""
+    from harness.run.builder import build_model
+    from harness.train.pretrain import resolve_init
+
+    monkeypatch.setenv("HARNESS_PRETRAIN_CACHE", str(tmp_path / "cache"))
+    args = list(tiny_run_args)
+    at = args.index("model.init=random")
+    del args[at - 1:at + 1]  # "--set", "model.init=random": the profile's default decides
+    result = runner.invoke(app, ["run", "--results", str(tmp_path / "r"), *args])
+    assert result.exit_code == 0, result.output
+    [file] = (tmp_path / "cache").glob("tiny-*.pt")
+    record = json.loads((tmp_path / "r" / "runs.jsonl").read_text())
+    assert record["config"]["model"]["init"] == "pretrained"
+    assert record["init"]["kind"] == "pretrained" and record["init"]["partial"] is False
+    assert record["init"]["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    built = build_model(resolve_init(_cfg())[0], num_classes=3)  # as the run builds it
+    torch.manual_seed(0)
+    random = build_model(_cfg(**{"model.init": "random"}), num_classes=3)
+    assert torch.equal(built.body[0][0].weight, state["body.0.0.weight"])
+    assert not torch.equal(built.body[0][0].weight, random.body[0][0].weight)
 
 
 def test_pretrain_bad_input_is_one_line_exit_2(tmp_path):
@@ -117,7 +143,8 @@ def test_init_modes():
     from harness.config import ConfigError
     from harness.train.pretrain import init_mode, resolve_init
 
-    assert init_mode(_cfg()) == "random"  # the default: pre-training did not meet the issue's target
+    assert init_mode(_cfg()) == "pretrained"  # the cpu profile's default for tiny (config.default_init)
+    assert init_mode(_cfg(**{"model.init": "random"})) == "random"
     assert init_mode(_cfg(**{"model.init": "pretrained"})) == "pretrained"
     assert init_mode(_cfg(**{"model.init": "pretrained-body", "model.weights": "w.pt"})) == "weights"
     assert init_mode(_cfg(**{"model.weights": "w.pt"})) == "weights"

@@ -34,18 +34,26 @@ def pretrain_command(
     optimizer: Optimizer = typer.Option(Optimizer.sgd, help="sgd (Nesterov momentum 0.9) or adamw."),
     weight_decay: float = typer.Option(1e-4, help="Weight decay of the weights (never of biases / BatchNorm)."),
 ) -> None:
-    """Pre-train a backbone as an image classifier on the built-in 157-class set (the ImageNet stand-in).
+    """Pre-train a backbone as an image classifier on the built-in 157-class
+    set (the ImageNet stand-in).
 
-    The set is generated from --seed (no download): 8 shapes x 4 textures x 5 colour bands on the
-    detection data's cluttered backgrounds, less the detection classes. The classifier is the detectors'
-    region path: body -> RoI max pooling of the object's box to the head's 7x7 grid -> FC head -> linear,
-    so the FC head learns on RoI-pooled objects as it will see them in detection.
+    The set is generated from --seed (no download): 8 shapes x 4 textures x
+    5 colour bands on the detection data's cluttered backgrounds, less the
+    detection classes. The classifier is the detectors' region path: body ->
+    RoI max pooling of the object's box to the head's 7x7 grid -> FC head ->
+    linear, so the FC head learns on RoI-pooled objects as it will see them
+    in detection.
 
-    Writes a state dict named as the backbone's own modules, loadable with `harness run --weights FILE`,
-    and FILE.json: classes, epochs, held-out top-1, wall and CPU seconds, SHA-256 of FILE, the config.
-    Measured for tiny at the defaults (12 epochs, 2 idle CPU cores): held-out top-1 0.955, 560 s wall
-    (1098 s CPU) plus 18 s of data generation. At 3 epochs (0.27) it made detection worse than random init.
-    Use it in runs with --weights FILE, or --set model.init=pretrained|pretrained-body (cached default).
+    Writes a state dict named as the backbone's own modules, loadable with
+    `harness run --weights FILE`, and FILE.json: classes, epochs, held-out
+    top-1, wall and CPU seconds, SHA-256 of FILE, the config. Measured for
+    tiny at the defaults (12 epochs, 2 idle CPU cores): held-out top-1
+    0.955, 560 s wall (1098 s CPU) plus 18 s of data generation. At 3 epochs
+    (0.27) it made detection worse than random init. Runs at the cpu profile
+    use the default recipe's file without asking (model.init=pretrained,
+    trained on first use and cached); --weights FILE loads this command's
+    output, --set model.init=pretrained-body the cached file's body alone,
+    --set model.init=random none.
     """
     from harness.data.errors import DatasetError
     from harness.train.pretrain import PretrainConfig, default_path, pretrain

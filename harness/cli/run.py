@@ -60,7 +60,10 @@ def run(
                                                      "coco:ANNOTATIONS.json[,TEST.json][:IMAGES_DIR] | yolo:DIR"),
     backbone: Optional[str] = typer.Option(None, help="tiny | resnet18 | resnet50 | vgg16 (default: the profile's: "
                                                       "tiny for cpu, vgg16 for paper)."),
-    weights: Optional[Path] = typer.Option(None, help="Local state-dict file for the backbone (default: random init)."),
+    weights: Optional[Path] = typer.Option(
+        None, help="Local state-dict file for the backbone (default: the cpu profile starts tiny / resnet18 from the "
+                   "built-in pre-training, trained once and cached, about 10 min; --set model.init=random for random "
+                   "init; the paper profile from random init)."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the profile's)."),
     device: Optional[Device] = typer.Option(None, help="auto (default) picks CUDA when available."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision in training and test (float16 + loss "
@@ -80,8 +83,14 @@ def run(
 ) -> None:
     """Train and test one detector, print a summary and append a run record.
 
-    Several processes: `torchrun --nproc_per_node N -m harness run ...` (Fast and Faster R-CNN; DDP,
-    gloo on the CPU, NCCL on GPUs; rank 0 records). See README, Multi-process training.
+    At the cpu profile the backbone (tiny or resnet18) starts from the built-in
+    pre-training (`harness pretrain`'s default recipe): the first run trains it
+    once (tiny: about 10 min on 2 cores) and caches it under cache/pretrained/;
+    --set model.init=random starts from random init instead.
+
+    Several processes: `torchrun --nproc_per_node N -m harness run ...` (Fast
+    and Faster R-CNN; DDP, gloo on the CPU, NCCL on GPUs; rank 0 records). See
+    README, Multi-process training.
     """
     from harness import data as data_layer
     from harness.config import ConfigError, build_config, parse_set_options, to_dict

@@ -7,9 +7,10 @@ config overrides. Two scales:
   selective-search proposals, full schedules). Needs a GPU, VOC-format data and
   an ImageNet weights file (``--weights``); ``needs`` says so.
 - ``cpu``: a documented reduction that runs on 2 CPU cores: the ``tiny``
-  backbone from random init on the built-in ``synthetic-hard`` benchmark with a
-  shortened schedule (:data:`CPU_BASE`; what it gives up, :data:`CPU_REDUCTIONS`,
-  goes into every record), the cpu profile's image and anchor sizes. ``cpu_minutes`` is the expected wall time
+  backbone from the built-in pre-training (the cpu profile's ``model.init``: ``harness pretrain``'s default
+  recipe, cached on first use) on the built-in ``synthetic-hard`` benchmark with a shortened schedule
+  (:data:`CPU_BASE`; what it gives up, :data:`CPU_REDUCTIONS`, goes into every record), the cpu profile's
+  image and anchor sizes. ``cpu_minutes`` is the expected wall time
   of the whole preset on this project's 2-core machine (measured per detector,
   see README "Reproducing the papers").
 
@@ -51,8 +52,9 @@ CPU_REDUCTIONS: dict[str, str] = {
     "Faster R-CNN gave 0.324 mAP50 with 200 x 6 epochs vs 0.337 with 400 x 3 epochs (same 600 steps)",
     "train.epochs": "6 epochs (600 steps of 2 images) instead of the cpu profile's 8 (on 400 images): every row "
     "is under-trained alike; the README's synthetic-hard section gives Faster R-CNN's mAP50 at both schedules",
-    "model.init": "random init: the presets' cpu scale was measured before the 12-epoch built-in pre-training, "
-    "which beats random init by 18 points mAP50 at this scale (README Pre-training); a re-run on it is due",
+    "model.init": "random init (model.init=random, no --weights): the papers fine-tune ImageNet-pre-trained "
+    "networks; the cpu scale's default, the built-in pre-training, beats random init by 18 points mAP50 at this "
+    "scale (README Pre-training), and the fine-tuning claims are not testable from random init",
 }
 # Fast R-CNN and R-CNN (the detectors that read selective search): its test-time cost from the cache
 SS_TIMING = ("cache", "selective-search seconds per test image read from each image's cache entry "
@@ -133,7 +135,8 @@ PRESETS: tuple[Preset, ...] = (
         Row("freeze every conv stage (fc layers only)", "fast", {"model.freeze_stages": 4},
             {"model.freeze_stages": 5}, published={"Fast R-CNN · fine-tune fc6 and up": "main"}),
     ), varies=("model.freeze_stages",),
-        note="From random init (cpu scale) frozen stages stay random: the effect is larger than with ImageNet weights."),
+        note="At cpu scale the frozen stages hold the built-in pre-training's features (a synthetic stand-in for "
+             "ImageNet); with --set model.init=random they stay random, and the claim is not testable."),
     Preset("fast-table6", FAST, "Table 6", "Multi-task vs classification-only training", (
         Row("classification only, no box regression", "fast", {"model.cls_only": True}),
         Row("multi-task training, tested without box regression", "fast",
@@ -217,8 +220,9 @@ PRESETS: tuple[Preset, ...] = (
             ("pool5", True, False), ("fc6", True, False), ("fc7", True, False), ("fc7", True, True),
         )
     ), varies=("rcnn.feature_layer", "rcnn.finetune", "rcnn.bbox_reg"),
-        note="From random init, 'no fine-tune' features are random features: the cpu scale tests the "
-             "pipeline, not ImageNet transfer."),
+        note="At cpu scale the 'no fine-tune' features are the built-in pre-training's (a synthetic stand-in for "
+             "ImageNet, nearer to the detection data than ImageNet is to VOC); from random init they are random "
+             "features, and the fine-tuning claim is not testable."),
     Preset("rcnn-appendix-a", RCNN, "Appendix A", "Context padding of the warped region", (
         Row("context padding 0", "rcnn", {"rcnn.context_padding": 0}),
         Row("context padding 16 (at 224; scaled to the crop)", "rcnn"),
