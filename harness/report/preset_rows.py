@@ -4,7 +4,10 @@ A run made by ``harness reproduce A`` whose resolved config equals a row of
 preset B is a run of that row of B too: ``harness reproduce B`` skips it (the
 sweep is keyed by the config hash), and the report shows it in both tables. The
 rows are resolved at both scales, with no invocation-wide overrides and with
-each set of them that a record names (``preset_overrides``). A record that
+each set of them that a record names (``preset_overrides``), that set also
+with the ``model.init`` the record's config has: a run made before the `cpu`
+profile's default init became ``pretrained`` (or on a machine whose default
+differs) is a row of ``--set model.init=random``, and shown there. A record that
 matches no row of the preset named in its tag (an older record, or a preset
 changed since) is still shown under its tag's row, so nothing recorded is lost.
 """
@@ -51,11 +54,16 @@ class PresetTable:
 
 
 def _extras(latest: pd.DataFrame) -> list[str]:
-    """Distinct invocation-wide override sets (as sorted JSON), the empty one first."""
+    """Distinct invocation-wide override sets (as sorted JSON), the empty one first: each a record names, and
+    each with the record's own ``model.init`` added where it names none (the init a default gave it)."""
     seen = ["{}"]
-    for ov in latest.get("preset_overrides", pd.Series(dtype=object)):
-        if isinstance(ov, dict):
-            text = json.dumps(ov, sort_keys=True, default=str)
+    for _, rec in latest.iterrows():
+        ov = rec.get("preset_overrides")
+        ov = ov if isinstance(ov, dict) else {}
+        flat = rec.get("config_flat")
+        init = flat.get("model.init") if isinstance(flat, dict) else None
+        for extra in (ov, {**ov, "model.init": init} if isinstance(init, str) and "model.init" not in ov else ov):
+            text = json.dumps(extra, sort_keys=True, default=str)
             if text not in seen:
                 seen.append(text)
     return seen

@@ -220,3 +220,19 @@ def test_overrides_that_resolve_to_the_default_rows_are_one_table(tmp_path):
     assert [(t.preset_id, t.scale, t.extra) for t in tables if t.preset_id == "faster-table9"] == [
         ("faster-table9", "cpu", {})]
     assert [list(r.runs["run_id"]) for r in tables[0].rows if not r.runs.empty] == [["a"]]
+
+
+def test_a_record_from_before_the_pretrained_default_is_a_row_of_the_random_init_table(tmp_path):
+    """A run that `reproduce faster-table9` made when the cpu scale's default init was random: no override named,
+    its config says `model.init=random`. It is a run of `--set model.init=random`'s rows, by config, in every
+    preset that shares the row (not only under its tag, and not "matched by tag")."""
+    [(row, point)] = [(r, p) for r, p in resolve(BY_ID["faster-table9"], scale="cpu", extra={"model.init": "random"})
+                      if r.label == "lambda 10"]
+    assert point.config.model.init == "random"
+    tags = {"preset": "faster-table9", "preset_row": row.label, "scale": "cpu"}
+    tables = preset_tables(load_records(write_runs(tmp_path / "res", [_record("old", point.config, tags=tags)])).latest)
+    found = {t.preset_id: (t.extra, [r for r in t.rows if not r.runs.empty]) for t in tables}
+    assert {"faster-table9", "faster-table2"} <= set(found)  # the default row of both tables
+    for extra, rows in found.values():
+        assert extra == {"model.init": "random"}
+        assert [(list(r.runs["run_id"]), r.by_tag) for r in rows] == [(["old"], False)]

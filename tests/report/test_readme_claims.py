@@ -1,9 +1,10 @@
 """The README's claims table says what the committed `reproduce --all` records say.
 
-The README quotes the report's Claims section on ``results/cpu-amd-epyc-2threads/reproduce-all``. This test
-recomputes that section from the committed records and fails when the README's table disagrees with it: a
-verdict, the verdict counts, or a "mean ± CI" figure the README quotes for a claim. So new records (or a change
-to a claim, or to how verdicts are judged) cannot land without the README table that reports them.
+The README quotes the report's Claims section on ``results/cpu-amd-epyc-2threads/reproduce-all`` (the
+pre-trained default), docs/reproduce-random-init.md on ``reproduce-all-random-init``. This test recomputes
+each section from its committed records and fails when the document's table disagrees with it: a verdict, the
+verdict counts, or a "mean ± CI" figure quoted for a claim. So new records (or a change to a claim, or to how
+verdicts are judged, or to which rows a record matches) cannot land without the table that reports them.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from harness.report.records import load_records
 from harness.report.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, REPRODUCED
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDS = ROOT / "results" / "cpu-amd-epyc-2threads" / "reproduce-all"
-README = ROOT / "README.md"
+MACHINE = ROOT / "results" / "cpu-amd-epyc-2threads"
+TABLES = {"README.md": MACHINE / "reproduce-all", "docs/reproduce-random-init.md": MACHINE / "reproduce-all-random-init"}
 README_VERDICTS = {"reproduced in direction": REPRODUCED, "contradicted": CONTRADICTED,
                    "inconclusive": INCONCLUSIVE, "not testable at `cpu` scale": NOT_TESTABLE}
 PLUS_MINUS = re.compile(r"(\d+\.\d+) ± (\d+\.\d+)")
@@ -49,26 +50,30 @@ def same_figure(quoted: tuple[str, str], full: tuple[str, str]) -> bool:
     return close(quoted[0], full[0]) and close(quoted[1], full[1])
 
 
-@pytest.fixture(scope="module")
-def report_claims():
-    if not (RECORDS / "runs.jsonl").is_file():
-        pytest.skip(f"no committed records at {RECORDS}")
-    tables = [b for b in claims(load_records(RECORDS)).blocks if isinstance(b, Table)]
+@pytest.fixture(scope="module", params=sorted(TABLES))
+def document(request):
+    """``(the document's text, the report's Claims table on its records)``."""
+    records = TABLES[request.param]
+    if not (records / "runs.jsonl").is_file():
+        pytest.skip(f"no committed records at {records}")
+    tables = [b for b in claims(load_records(records)).blocks if isinstance(b, Table)]
     assert tables, "the committed records give no Claims table"
-    return tables[0].data
+    return (ROOT / request.param).read_text(), tables[0].data
 
 
-def test_readme_verdict_counts_match_the_report(report_claims):
+def test_readme_verdict_counts_match_the_report(document):
+    text, report_claims = document
     counts = Counter(report_claims["verdict"])
     said = re.search(r"Verdicts: (\d+) reproduced in direction, (\d+) contradicted, (\d+) inconclusive, "
-                     r"(\d+) not testable", README.read_text())
+                     r"(\d+) not testable", text)
     assert said, "README's claims paragraph lost its verdict counts"
     assert [int(n) for n in said.groups()] == [counts[REPRODUCED], counts[CONTRADICTED], counts[INCONCLUSIVE],
                                                counts[NOT_TESTABLE]]
 
 
-def test_each_readme_row_has_the_reports_verdict_and_figures(report_claims):
-    rows = readme_claim_rows(README.read_text())
+def test_each_readme_row_has_the_reports_verdict_and_figures(document):
+    text, report_claims = document
+    rows = readme_claim_rows(text)
     # one README row per testable claim (the not-testable ones may share a row), so the (preset, verdict)
     # pairs of the testable rows are the report's
     report_pairs = Counter((p, v) for p, v in zip(report_claims["preset"], report_claims["verdict"], strict=True)
