@@ -74,11 +74,12 @@ CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
 }
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
-# the medians of the complete `reproduce --all` on the idle 2-core machine (2026-12-05, the set's current
-# version, 120 ok runs): Faster R-CNN 1.28 (30 runs), Fast R-CNN 1.22 (36 run-steps, selective search timed
-# from the cache), R-CNN 0.99 (54 runs, 0.57-3.6: one that fine-tunes or extracts a new feature cache takes
-# 2.5-3.6, most reuse a stored fine-tuning). reproduce.jsonl records each invocation's wall time against it.
-MINUTES_PER_RUN = {"faster": 1.3, "fast": 1.25, "rcnn": 1.0}
+# the medians of the complete `reproduce --all` from the built-in pre-training (the cpu default; 2-core
+# machine, 2026-12-05, 120 ok runs, partly beside other work): Faster R-CNN 1.17 (30 runs), Fast R-CNN 1.62
+# (36 run-steps, selective search timed from the cache), R-CNN 0.95 (54 runs, 0.58-5.8: one that fine-tunes
+# or extracts a new feature cache takes 2.5 or more, most reuse a stored fine-tuning). The random-init set's
+# were 1.28 / 1.22 / 0.99. reproduce.jsonl records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 1.2, "fast": 1.6, "rcnn": 1.0}
 
 
 @dataclass(frozen=True)
