@@ -24,6 +24,9 @@ TINY_RUN_ARGS = (
 TINY_PRETRAIN = {"train_images": 32, "test_images": 8, "batch_size": 16, "epochs": 1}
 os.environ["HARNESS_PRETRAIN_OVERRIDES"] = json.dumps(TINY_PRETRAIN)
 os.environ["HARNESS_PRETRAIN_CACHE"] = _PRETRAIN_CACHE = tempfile.mkdtemp(prefix="harness-test-pretrained-")
+# generated scenes are drawn afresh in every test (a test may change the generator); the on-disk scene cache
+# is tested on its own (tests/data/test_scene_cache.py), with its own folders
+os.environ["HARNESS_DATA_CACHE"] = "off"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data import scene_cache
 from harness.data.base import DetectionDataset, Transform
 from harness.data.coco import COCODataset
 from harness.data.errors import DatasetError
@@ -36,7 +37,7 @@ from harness.data.voc_layout import voc_layout
 from harness.data.yolo import YOLODataset, yolo_layout
 
 KINDS = ("synthetic", "synthetic-hard", "voc", "coco", "yolo")
-GENERATED = ("synthetic", "synthetic-hard")  # kinds generated in memory: no path, splits train/val/test
+GENERATED = ("synthetic", "synthetic-hard")  # generated kinds (kept in cache/data once drawn): splits train/val/test
 _USAGE = ("synthetic, synthetic-hard, voc:DIR, coco:ANNOTATIONS.json[:IMAGES_DIR], "
           "coco:TRAIN.json,TEST.json[:IMAGES], yolo:DIR")
 _JSON_LIST = re.compile(r"(?<=\.json),", re.IGNORECASE)
@@ -214,9 +215,9 @@ def build_dataset(
         raise DatasetError(f"no split {split!r} in {parsed}; available: {', '.join(splits) or 'none'}")
     transforms = build_transforms(min_size, max_size, flip_prob, seed)
     if parsed.kind == "synthetic":
-        return SyntheticDataset(split, synthetic, transforms=transforms)
+        return SyntheticDataset(split, synthetic, transforms=transforms, disk_cache=scene_cache.cache_root())
     if parsed.kind == "synthetic-hard":
-        return SyntheticHardDataset(split, synthetic_hard, transforms=transforms)
+        return SyntheticHardDataset(split, synthetic_hard, transforms=transforms, disk_cache=scene_cache.cache_root())
     if parsed.kind == "voc":
         return VOCDataset(parsed.path, split, transforms=transforms,  # type: ignore[arg-type]
                           class_names=class_names or None, split_seed=split_seed)

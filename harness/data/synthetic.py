@@ -35,10 +35,12 @@ and processes and the dataset can be generated lazily in any order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from harness.data import scene_cache
 from harness.data.base import (
     BACKGROUND,
     DetectionDataset,
@@ -176,6 +178,8 @@ class SyntheticDataset(DetectionDataset):
         config: sizes and seed; the default config is the harness default dataset.
         transforms: joint transform applied in ``__getitem__``.
         cache: memoise generated scenes (about 120 KB each at the default size).
+        disk_cache: a root folder to keep each generated scene in once drawn, read back by later instances
+            and runs (:mod:`harness.data.scene_cache`; ``build_dataset`` passes ``cache/data``); None: draw.
     """
 
     class_names = CLASS_NAMES
@@ -189,6 +193,7 @@ class SyntheticDataset(DetectionDataset):
         config: SyntheticConfig | None = None,
         transforms: Transform | None = None,
         cache: bool = True,
+        disk_cache: Path | None = None,
     ) -> None:
         super().__init__(transforms)
         if split not in SPLITS:
@@ -197,6 +202,9 @@ class SyntheticDataset(DetectionDataset):
         self.config = config if config is not None else self.default_config()
         self.name = f"{self.kind}/{split}"
         self._cache: dict[int, Scene] | None = {} if cache else None
+        # <root>/<kind>-<key>: where this config's scenes are kept (None: drawn every time)
+        self.scene_dir = None if disk_cache is None else scene_cache.scene_dir(disk_cache, self.kind, self.config)
+        self._disk = None if self.scene_dir is None else self.scene_dir / split
 
     def __len__(self) -> int:
         return self.config.num_images(self.split)
@@ -207,8 +215,13 @@ class SyntheticDataset(DetectionDataset):
             raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index, *self.stream])
-        scene = self.render(rng)
+        path = None if self._disk is None else self._disk / f"{index}.npz"
+        scene = None if path is None else scene_cache.load(path, Scene)
+        if scene is None:
+            rng = np.random.default_rng([self.config.seed, SPLITS.index(self.split), index, *self.stream])
+            scene = self.render(rng)
+            if path is not None:
+                scene_cache.save(path, scene)
         if self._cache is not None:
             self._cache[index] = scene
         return scene

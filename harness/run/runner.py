@@ -235,6 +235,8 @@ def _train_and_test(
         "classes": list(train_set.class_names[1:]),
         "category_ids": [test_set.label_to_category[k] for k in range(1, len(test_set.class_names))],
     }
+    if hasattr(train_set, "scene_dir"):  # a generated set: where its scenes were read from (or "off": drawn)
+        record["dataset_info"]["scene_cache"] = str(train_set.scene_dir) if train_set.scene_dir else "off"
     # selective search (cached, filled in parallel) or a file for data-side proposals; a no-op for the RPN
     proposal_stage = attach_proposals(cfg, train_set, test_set, progress=progress)
     seed_everything(cfg.seed)  # random init depends on --seed alone, as the CLI promises
