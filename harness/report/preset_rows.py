@@ -62,7 +62,10 @@ def _extras(latest: pd.DataFrame) -> list[str]:
         ov = ov if isinstance(ov, dict) else {}
         flat = rec.get("config_flat")
         init = flat.get("model.init") if isinstance(flat, dict) else None
-        for extra in (ov, {**ov, "model.init": init} if isinstance(init, str) and "model.init" not in ov else ov):
+        extras = [ov]
+        if isinstance(init, str) and "model.init" not in ov:
+            extras.append({**ov, "model.init": init})
+        for extra in extras:
             text = json.dumps(extra, sort_keys=True, default=str)
             if text not in seen:
                 seen.append(text)
