@@ -68,3 +68,19 @@ def test_sweep_cli_end_to_end_and_resume(tmp_path):
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 2
     result = runner.invoke(app, [*args, "--dry-run"])
     assert result.output.count("done") == 2
+
+
+def test_a_run_that_sets_threads_gives_the_process_its_count_back(tmp_path, tiny_run_args):
+    """`threads` is one run's setting: the next point of a sweep (or the next test) in the same process runs
+    with the process's own thread count, not the last run's (a leak made bit-exact resume tests compare runs
+    made with 1 and with 2 threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    result = CliRunner().invoke(app, ["run", "--detector", "faster", *tiny_run_args, "--set", f"threads={wanted}",
+                                      "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "runs.jsonl").read_text().splitlines()[-1])
+    assert record["device"]["threads"] == wanted  # the run itself ran with its own count
+    assert torch.get_num_threads() == before

@@ -110,8 +110,17 @@ def execute(
     copied into the record as top-level fields. ``tensorboard``: also write the training log
     as TensorBoard scalars under ``tensorboard/<run_id>``.
     """
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _execute(cfg, results_dir, progress, resume, tags, tensorboard)
+    finally:  # a sweep or a test runs many configs in one process: the next one starts from the process's own
+        torch.set_num_threads(threads)
+
+
+def _execute(cfg: RunConfig, results_dir: Path, progress: Progress | None, resume: Resume | None,
+             tags: dict[str, Any] | None, tensorboard: Path | None) -> dict[str, Any]:
     started = time.time()  # before the process group: no other rank can fail earlier
     with distributed.process_group(resolve_device(cfg.device)) as (ranks, device):
         if ranks.active:

@@ -80,7 +80,7 @@ def test_a_run_from_cached_scenes_records_the_same_numbers(tmp_path, monkeypatch
     metrics = []
     for i, root in enumerate(("off", str(tmp_path / "scenes"), str(tmp_path / "scenes"))):
         monkeypatch.setenv(scene_cache.ENV, root)
-        result = runner.invoke(app, ["run", "--detector", "faster", *tiny_run_args, "--set", "threads=1",
+        result = runner.invoke(app, ["run", "--detector", "faster", *tiny_run_args,
                                      "--results", str(tmp_path / f"r{i}")])
         assert result.exit_code == 0, result.output
         record = json.loads((tmp_path / f"r{i}" / "runs.jsonl").read_text().splitlines()[-1])
