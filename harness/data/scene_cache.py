@@ -2,8 +2,9 @@
 
 The images are a pure function of the dataset config (its seed, sizes, object counts), the split, the index
 and the generator code, so every run of a sweep or ``reproduce`` would otherwise draw the same pictures again
-(``synthetic-hard``: about 35 ms an image, and a run drew some more than once, as each dataset object it builds
-memoises its own: 14-20 s of a preset run, measured in the README's synthetic-hard section). ``build_dataset`` gives the generated
+(``synthetic-hard``: about 35 ms an image; Fast R-CNN and R-CNN runs drew each twice, as the selective-search
+worker processes draw their own copies to key the proposal cache: 14-20 s of a preset run, measured in the
+README's synthetic-hard section). ``build_dataset`` gives the generated
 datasets a folder ``<root>/<kind>-<key>/`` whose key hashes the config without its image counts (index ``i``
 is the same picture whatever the split's size), the source of ``harness/data/`` and numpy's version: a change
 to any of them is a new folder, never a stale picture. One ``.npz`` per scene (image, boxes, labels, exact;
