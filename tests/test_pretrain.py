@@ -69,19 +69,19 @@ def test_pretrain_writes_a_loadable_file_and_a_true_sidecar(pretrained):
     assert side["config"]["train_images"] == 32 and side["config"]["backbone"] == "tiny"
 
 
-def test_pretrained_weights_are_loaded_into_a_run(pretrained):
-    from harness.config import build_config
+def _first_conv(cfg) -> torch.Tensor:
+    """The first conv layer's weights of the network a run builds from ``cfg``, under one seed (so two random
+    inits are equal and a loaded one differs)."""
     from harness.run.builder import build_model
 
-    def first_conv(overrides):
-        model = build_model(build_config(detector="faster", profile="cpu", overrides=overrides), num_classes=3)
-        return model.body[0][0].weight.detach().clone()
+    torch.manual_seed(0)
+    return build_model(cfg, num_classes=3).body[0][0].weight.detach().clone()
 
+
+def test_pretrained_weights_are_loaded_into_a_run(pretrained):
     state = torch.load(pretrained, map_location="cpu", weights_only=True)
-    torch.manual_seed(0)
-    random = first_conv({"model.init": "random"})
-    torch.manual_seed(0)
-    loaded = first_conv({"model.weights": str(pretrained)})
+    random = _first_conv(_cfg(**{"model.init": "random"}))
+    loaded = _first_conv(_cfg(**{"model.weights": str(pretrained)}))
     assert torch.equal(loaded, state["body.0.0.weight"])
     assert not torch.equal(loaded, random)
 
@@ -89,7 +89,6 @@ def test_pretrained_weights_are_loaded_into_a_run(pretrained):
 def test_a_default_run_starts_from_the_cached_pretraining(tmp_path, monkeypatch, tiny_run_args):
     """`harness run` with no init option, at the cpu profile: the default recipe is trained on first use,
     the record says so, and the network the run builds holds the file's weights (not random init's)."""
-    from harness.run.builder import build_model
     from harness.train.pretrain import resolve_init
 
     monkeypatch.setenv("HARNESS_PRETRAIN_CACHE", str(tmp_path / "cache"))
@@ -104,12 +103,10 @@ def test_a_default_run_starts_from_the_cached_pretraining(tmp_path, monkeypatch,
     assert record["init"]["kind"] == "pretrained" and record["init"]["partial"] is False
     assert record["init"]["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
     state = torch.load(file, map_location="cpu", weights_only=True)
-    torch.manual_seed(0)
-    built = build_model(resolve_init(_cfg())[0], num_classes=3)  # as the run builds it
-    torch.manual_seed(0)
-    random = build_model(_cfg(**{"model.init": "random"}), num_classes=3)
-    assert torch.equal(built.body[0][0].weight, state["body.0.0.weight"])
-    assert not torch.equal(built.body[0][0].weight, random.body[0][0].weight)
+    built = _first_conv(resolve_init(_cfg())[0])  # as the run builds it
+    random = _first_conv(_cfg(**{"model.init": "random"}))
+    assert torch.equal(built, state["body.0.0.weight"])
+    assert not torch.equal(built, random)
 
 
 def test_pretrain_bad_input_is_one_line_exit_2(tmp_path):

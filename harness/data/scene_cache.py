@@ -9,7 +9,7 @@ datasets a folder ``<root>/<kind>-<key>/`` whose key hashes the config without i
 is the same picture whatever the split's size), the source of ``harness/data/`` and numpy's version: a change
 to any of them is a new folder, never a stale picture. One ``.npz`` per scene (image, boxes, labels, exact;
 about 330 KB for a ``synthetic-hard`` picture, 120 MB for the presets' 400);
-written through a temporary file and ``os.replace``, so concurrent writers (DDP ranks, proposal workers) and an
+written with :func:`harness.run.storage.atomic_write`, so concurrent writers (DDP ranks, proposal workers) and an
 interrupted run leave whole files or none; a file that does not load is drawn again and rewritten.
 
 ``HARNESS_DATA_CACHE`` sets the root (default ``cache/data``, relative to the working directory);
@@ -22,12 +22,13 @@ import functools
 import hashlib
 import json
 import os
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from harness.run.storage import atomic_write
 
 ENV = "HARNESS_DATA_CACHE"
 DEFAULT_ROOT = "cache/data"
@@ -67,12 +68,9 @@ def load(path: Path, scene_type: type[NamedTuple]) -> Any | None:
 
 
 def save(path: Path, scene: NamedTuple) -> None:
-    """Store ``scene`` at ``path`` atomically; a folder that cannot be written leaves the run as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, **scene._asdict())  # uncompressed: the noisy backgrounds barely compress (-10 %)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    """Store ``scene`` at ``path`` (the project's atomic writer); a folder that cannot be written leaves the run
+    as it was."""
+    try:  # uncompressed: the noisy backgrounds barely compress (-10 %)
+        atomic_write(path, lambda f: np.savez(f, **scene._asdict()), what="scene cache entry")
+    except OSError:  # StorageError included
+        pass
