@@ -69,6 +69,15 @@ def test_pretrain_writes_a_loadable_file_and_a_true_sidecar(pretrained):
     assert side["config"]["train_images"] == 32 and side["config"]["backbone"] == "tiny"
 
 
+def test_the_same_recipe_gives_the_same_bytes_under_any_file_name(pretrained, tmp_path):
+    """The sidecar's (and every record's) SHA-256 names the weights: pre-training the same recipe again, into
+    another file, gives the same bytes (``torch.save`` to a path once wrote the temporary file's name in)."""
+    again = tmp_path / "another-name.pt"
+    result = runner.invoke(app, ["pretrain", "--backbone", "tiny", "--out", str(again), *TINY_PRETRAIN])
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == pretrained.read_bytes()
+
+
 def _first_conv(cfg) -> torch.Tensor:
     """The first conv layer's weights of the network a run builds from ``cfg``, under one seed (so two random
     inits are equal and a loaded one differs)."""
