@@ -74,12 +74,13 @@ CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
 }
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
-# the medians of the complete `reproduce --all` from the built-in pre-training (the cpu default; 2-core
-# machine, 2026-12-05, 120 ok runs, partly beside other work): Faster R-CNN 1.17 (30 runs), Fast R-CNN 1.62
-# (36 run-steps, selective search timed from the cache), R-CNN 0.95 (54 runs, 0.58-5.8: one that fine-tunes
-# or extracts a new feature cache takes 2.5 or more, most reuse a stored fine-tuning). The random-init set's
-# were 1.28 / 1.22 / 0.99. reproduce.jsonl records each invocation's wall time against it.
-MINUTES_PER_RUN = {"faster": 1.2, "fast": 1.6, "rcnn": 1.0}
+# the medians of the complete `reproduce --all` from a fresh clone (the cpu default, built-in pre-training;
+# idle 2-core machine, 2026-12-05, 120 ok runs, scene cache on): Faster R-CNN 0.88 (30 runs), Fast R-CNN
+# 0.85 (36 run-steps, selective search timed from the cache), R-CNN 0.68 (54 runs, 0.32-3.8: the first
+# computes every image's selective search; one that fine-tunes or extracts a new feature cache takes 1.3 or
+# more, most reuse a stored fine-tuning). The set before the scene cache, partly beside other work:
+# 1.17 / 1.62 / 0.95. reproduce.jsonl records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 0.9, "fast": 0.9, "rcnn": 0.7}
 
 
 @dataclass(frozen=True)
