@@ -91,6 +91,8 @@ def reproduce(
     if table is not None and table not in BY_ID:
         fail(f"unknown preset {table!r}; `harness reproduce --list` shows them")
     n_seeds = seeds if seeds is not None else DEFAULT_SEEDS[scale.value]
+    if all_ and scale.value == "cpu":
+        _say_expected_all(PRESETS, n_seeds, dataset, weights, set_, results)
     failed = 0
     for preset in (PRESETS if all_ else (BY_ID[table],)):
         counts = _reproduce_preset(preset, scale.value, n_seeds, dataset, weights, set_, results, dry_run)
@@ -99,16 +101,11 @@ def reproduce(
         raise typer.Exit(1)
 
 
-def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weights: Path | None,
-                      set_: list[str], results: Path, dry_run: bool) -> dict[str, int]:
-    """Run (or list) one preset's rows × seeds into ``results``; appends its wall time to reproduce.jsonl."""
-    from harness.config import ConfigError, parse_set_options, to_dict
-    from harness.config.presets import PAPER_NEEDS, check_extra, reductions, resolve
-    from harness.config.sweep import SweepPoint
-    from harness.run.device import resolve_device
-    from harness.run.results import append_record, now_iso, record_envelope
-    from harness.run.runner import execute
-    from harness.run.sweep import run_sweep
+def _resolve_runs(preset, scale: str, seeds: int, dataset: str | None, weights: Path | None,
+                  set_: list[str]) -> tuple[dict[str, object], list]:
+    """``(the options every run of ``preset`` gets, its (row, point) runs)``; bad options exit 2."""
+    from harness.config import ConfigError, parse_set_options
+    from harness.config.presets import check_extra, resolve
 
     extra: dict[str, object] = {}
     if dataset:
@@ -118,9 +115,44 @@ def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weigh
     try:
         extra.update(parse_set_options(set_))
         check_extra(preset, extra)
-        runs = resolve(preset, scale=scale, seeds=seeds, extra=extra)
+        return extra, resolve(preset, scale=scale, seeds=seeds, extra=extra)
     except ConfigError as err:
         fail(str(err))
+
+
+def _say_expected_all(presets, seeds: int, dataset: str | None, weights: Path | None, set_: list[str],
+                      results: Path) -> None:
+    """``reproduce --all``'s expectation for the whole set at cpu scale: each distinct run once, less the
+    runs already ``ok`` in ``results``, plus the built-in pre-training when a run needs it and it is not cached."""
+    from harness.config.presets import expected_minutes
+    from harness.run.sweep import finished_keys
+    from harness.train.pretrain import cached_path, init_mode
+
+    runs = [run for preset in presets for run in _resolve_runs(preset, "cpu", seeds, dataset, weights, set_)[1]]
+    done = finished_keys(results)
+    distinct, todo, minutes = expected_minutes(runs, done=done)
+    backbones = {p.config.model.backbone for _, p in runs
+                 if p.key not in done and init_mode(p.config).startswith("pretrained")}
+    untrained = sorted(b for b in backbones if not cached_path(b).is_file())
+    console.print(
+        f"reproduce --all: {len(runs)} runs in {len(presets)} presets, {distinct} distinct (a row shared by "
+        f"presets runs once), {distinct - todo} already ok in {results}: expected about {minutes:.0f} min on 2 "
+        "CPU cores for the rest" + (f", plus pre-training {', '.join(untrained)} once (about 10 min)"
+                                    if untrained else ""), highlight=False)
+
+
+def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weights: Path | None,
+                      set_: list[str], results: Path, dry_run: bool) -> dict[str, int]:
+    """Run (or list) one preset's rows × seeds into ``results``; appends its wall time to reproduce.jsonl."""
+    from harness.config import to_dict
+    from harness.config.presets import PAPER_NEEDS, reductions
+    from harness.config.sweep import SweepPoint
+    from harness.run.device import resolve_device
+    from harness.run.results import append_record, now_iso, record_envelope
+    from harness.run.runner import execute
+    from harness.run.sweep import run_sweep
+
+    extra, runs = _resolve_runs(preset, scale, seeds, dataset, weights, set_)
     console.print(f"{preset.id}: {preset.paper} {preset.table}: {preset.title}", highlight=False)
     if scale == "paper":
         console.print(f"paper scale needs {PAPER_NEEDS}", highlight=False)
@@ -146,24 +178,30 @@ def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weigh
             return execute(cfg, results_dir=results, progress=progress, tags=tags, resume=resume)
 
     started, clock = now_iso(), time.perf_counter()
+    stated = preset.cpu_minutes(seeds) if scale == "cpu" else None
+
+    def record_invocation(interrupted: bool) -> float:
+        # One record per invocation, an interrupted one too (its minutes count in the set's wall time): the
+        # preset's wall time against the time it states. Only an invocation that ran every row (none
+        # skipped, none failed, not stopped) says whether the preset fits.
+        minutes = (time.perf_counter() - clock) / 60
+        whole = counts["ran"] == len(runs) and not counts["failed"] and not interrupted
+        append_record(results / "reproduce.jsonl", {
+            "kind": "reproduce", "preset": preset.id, "scale": scale, "seeds": seeds, "runs": len(runs),
+            **counts, "interrupted": interrupted, "complete": whole, "wall_minutes": minutes,
+            "stated_minutes": stated, "within_stated": minutes <= stated if whole and stated is not None else None,
+            **record_envelope(started, resolve_device("auto")), "dataset": runs[0][1].config.data.dataset})
+        return minutes
+
+    counts = {"ran": 0, "skipped": 0, "failed": 0}  # kept current by run_sweep
     try:
-        counts = run_sweep([p for _, p in runs], results_dir=results, execute=run_one,
-                           say=lambda msg: console.print(msg, markup=False, highlight=False))
+        run_sweep([p for _, p in runs], results_dir=results, execute=run_one, counts=counts,
+                  say=lambda msg: console.print(msg, markup=False, highlight=False))
     except KeyboardInterrupt:
+        record_invocation(interrupted=True)
         console.print("[yellow]interrupted[/]: run the same command again to resume")
         raise typer.Exit(130)
-    minutes = (time.perf_counter() - clock) / 60
-    stated = preset.cpu_minutes(seeds) if scale == "cpu" else None
-    # One record per invocation: the preset's wall time against the time it states. Only an
-    # invocation that ran every row (none skipped, none failed) says whether the preset fits.
-    append_record(results / "reproduce.jsonl", {
-        "kind": "reproduce", "preset": preset.id, "scale": scale, "seeds": seeds, "runs": len(runs),
-        **counts, "complete": counts["ran"] == len(runs) and not counts["failed"],
-        "wall_minutes": minutes, "stated_minutes": stated,
-        # an invocation that skipped or failed rows did not time the whole preset
-        "within_stated": None if stated is None or counts["ran"] != len(runs) or counts["failed"]
-        else minutes <= stated,
-        **record_envelope(started, resolve_device("auto")), "dataset": runs[0][1].config.data.dataset})
+    minutes = record_invocation(interrupted=False)
     console.print(f"{preset.id}: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed "
                   f"in {minutes:.1f} min" + (f" (stated ~{stated:.0f} min)" if stated else "")
                   + "; `harness report` shows our table beside the paper's")

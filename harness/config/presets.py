@@ -74,13 +74,13 @@ CPU_DETECTOR: dict[str, dict[str, tuple[Any, str]]] = {
 }
 PAPER_NEEDS = "a CUDA GPU, VOC-format data (--dataset voc:DIR) and ImageNet weights (--weights FILE)"
 # cpu-scale wall minutes per run (per training step for alternating / stage-wise rows) on synthetic-hard:
-# the medians of the complete `reproduce --all` from a fresh clone (the cpu default, built-in pre-training;
-# idle 2-core machine, 2026-12-05, 120 ok runs, scene cache on): Faster R-CNN 0.88 (30 runs), Fast R-CNN
-# 0.85 (36 run-steps, selective search timed from the cache), R-CNN 0.68 (54 runs, 0.32-3.8: the first
-# computes every image's selective search; one that fine-tunes or extracts a new feature cache takes 1.3 or
-# more, most reuse a stored fine-tuning). The set before the scene cache, partly beside other work:
-# 1.17 / 1.62 / 0.95. reproduce.jsonl records each invocation's wall time against it.
-MINUTES_PER_RUN = {"faster": 0.9, "fast": 0.9, "rcnn": 0.7}
+# the means over the complete `reproduce --all` from a fresh clone (the cpu default, built-in pre-training;
+# idle 2-core machine, 2026-12-05, 120 ok runs, scene cache on), so that a sum of runs comes out as measured
+# (medians in brackets; the times are skewed): Faster R-CNN 0.89 (0.88; 30 runs), Fast R-CNN 1.06 (0.85; 36
+# run-steps, the first computes the selective search of every image), R-CNN 1.03 (0.68; 54 runs, 0.32-3.8:
+# one that fine-tunes or extracts a new feature cache takes 1.3 or more, most reuse a stored fine-tuning).
+# reproduce.jsonl records each invocation's wall time against it.
+MINUTES_PER_RUN = {"faster": 0.9, "fast": 1.05, "rcnn": 1.0}
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,19 @@ class Preset:
 
     def cpu_minutes(self, seeds: int = 1) -> float:
         return seeds * sum(MINUTES_PER_RUN[r.detector] * r.scheme_steps for r in self.rows)
+
+
+def expected_minutes(runs: list[tuple[Row, SweepPoint]], done: set[str] = frozenset()) -> tuple[int, int, float]:
+    """``(distinct runs, of them not in done, their expected cpu-scale minutes)`` for ``runs`` in one
+    results folder: a config shared by several presets' rows runs once, one with an ``ok`` record
+    (its key in ``done``) not at all."""
+    todo: dict[str, float] = {}
+    keys = set()
+    for row, point in runs:
+        keys.add(point.key)
+        if point.key not in done:
+            todo[point.key] = MINUTES_PER_RUN[row.detector] * row.scheme_steps
+    return len(keys), len(todo), sum(todo.values())
 
 
 FAST = "Fast R-CNN (ICCV 2015)"

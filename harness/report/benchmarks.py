@@ -250,6 +250,8 @@ def _complete_text(rec: dict[str, Any]) -> str:
                      "(earlier runs reused)")
     if failed:
         parts.append(f"{fmt_int(failed)} failed")
+    if rec.get("interrupted") is True:
+        parts.insert(0, f"interrupted after {fmt_int(rec.get('ran'))} of {fmt_int(rec.get('runs'))} rows ran")
     return "incomplete" + (": " + ", ".join(parts) if parts else "")
 
 

@@ -33,16 +33,20 @@ def run_sweep(
     results_dir: Path,
     execute: Callable[..., dict[str, Any]],
     say: Callable[[str], None] = print,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Run every point without an ``ok`` record; returns counts of ran / skipped / failed.
 
     Each point runs under its claim; a point another live process is running is skipped (and
     counted so). A point whose earlier run was killed after a checkpoint is resumed from it:
     ``execute(config, resume)`` with a :class:`harness.run.checkpoint.Resume`; otherwise ``execute(config)``.
+    ``counts``, when given, is the returned dict, kept current point by point: a caller stopped by
+    Ctrl-C (re-raised) still knows how far the sweep got.
     """
     remove_stale_temp_files(results_dir)
     done = finished_keys(results_dir)
-    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    counts = counts if counts is not None else {}
+    counts.update(ran=0, skipped=0, failed=0)
     for i, point in enumerate(points, start=1):
         label = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
         if point.key in done:

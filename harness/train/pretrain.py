@@ -279,6 +279,13 @@ def default_config(backbone: str) -> PretrainConfig:
     return PretrainConfig(backbone=backbone, **overrides)
 
 
+def cached_path(backbone: str, cache_dir: str | Path | None = None, config: PretrainConfig | None = None) -> Path:
+    """Where :func:`cached_pretrained` keeps (or will train) the default pre-training of ``backbone``."""
+    cfg = config if config is not None else default_config(backbone)
+    return default_path(cfg, cache_dir if cache_dir is not None else
+                        os.environ.get("HARNESS_PRETRAIN_CACHE") or CACHE_DIR)
+
+
 def cached_pretrained(
     backbone: str, cache_dir: str | Path | None = None, log: Callable[[str], None] = lambda msg: None,
     config: PretrainConfig | None = None,
@@ -289,9 +296,7 @@ def cached_pretrained(
     sidecar does not match it), so a changed :class:`PretrainConfig` gives a new file, never a silent reuse.
     """
     cfg = config if config is not None else default_config(backbone)
-    if cache_dir is None:
-        cache_dir = os.environ.get("HARNESS_PRETRAIN_CACHE") or CACHE_DIR
-    path = default_path(cfg, cache_dir)
+    path = cached_path(backbone, cache_dir, cfg)
     side = sidecar_path(path)
     if path.is_file() and side.is_file():
         meta = json.loads(side.read_text())

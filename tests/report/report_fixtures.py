@@ -174,7 +174,8 @@ def make_scaling_record() -> dict:
 
 def make_reproduce_records() -> list[dict]:
     """faster-table9 at cpu scale twice (the later invocation reused 3 of 4 rows) and
-    fast-table4 once, complete but slower than stated, then again with every row already done."""
+    fast-table4 once, complete but slower than stated, then again with every row already done; faster-table8
+    interrupted."""
     base = {"kind": "reproduce", "scale": "cpu", "seeds": 1, "device": DEVICE,
             "dataset": "synthetic"}
     return [
@@ -191,6 +192,10 @@ def make_reproduce_records() -> list[dict]:
         {**base, "preset": "fast-table4", "runs": 3, "ran": 0, "skipped": 3, "failed": 0,
          "complete": False, "wall_minutes": 0.5, "stated_minutes": 8.0, "within_stated": None,
          "finished": "2026-11-25T16:00:00+00:00"},
+        # stopped with Ctrl-C after 12 of its 18 runs: its minutes count in the folder's total
+        {**base, "preset": "faster-table8", "runs": 18, "ran": 12, "skipped": 0, "failed": 0,
+         "interrupted": True, "complete": False, "wall_minutes": 12.0, "stated_minutes": 16.0,
+         "within_stated": None, "finished": "2026-11-25T16:30:00+00:00"},
     ]
 
 

@@ -131,7 +131,7 @@ def test_scaling_panels():
 def test_preset_wall_times(bench_report):
     path, _ = bench_report
     rows = {r["preset"]: r for r in _csv(path.parent / "bench_reproduce_wall_time.csv")}
-    assert set(rows) == {"faster-table9", "fast-table4"}
+    assert set(rows) == {"faster-table9", "fast-table4", "faster-table8"}
     table9 = rows["faster-table9"]  # the latest invocation, which reused 3 rows
     assert (table9["invocations"], table9["complete"], float(table9["wall_minutes"])) == (
         "2", "False", 2.5)
@@ -142,7 +142,9 @@ def test_preset_wall_times(bench_report):
     assert float(table9["wall_minutes_all_invocations"]) == 11.5
     section = _section(path.read_text(encoding="utf-8"), "Benchmarks")
     assert "incomplete: 3 of 4 rows skipped (earlier runs reused)" in section
-    assert "all presets together: cpu scale 24.0 min." in section
+    assert "incomplete: interrupted after 12 of 18 rows ran" in section
+    assert rows["faster-table8"]["within_stated"] == "not comparable (incomplete)"
+    assert "all presets together: cpu scale 36.0 min." in section  # the interrupted invocation's 12 included
 
 
 def test_missing_bench_files_give_notes(tmp_path):
