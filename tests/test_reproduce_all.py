@@ -33,6 +33,14 @@ def test_paper_scale_defaults_to_one_seed_and_seeds_override():
     assert len(_dry_rows(["faster-table9", "--seeds", "2"])) == 8
 
 
+def test_all_checks_every_presets_options_before_it_runs_any():
+    """A --set key that a later table varies (fast-table5: which conv stages to freeze; fast-table4 takes it)
+    stops --all before its first preset runs, not when it gets there."""
+    result = runner.invoke(app, ["reproduce", "--all", "--dry-run", "--set", "model.freeze_stages=1"])
+    assert result.exit_code == 2 and "fast-table5 varies model.freeze_stages" in result.output
+    assert not [line for line in result.output.splitlines() if line.startswith("{")]
+
+
 def test_all_and_a_preset_together_is_refused():
     result = runner.invoke(app, ["reproduce", "faster-table9", "--all", "--dry-run"])
     assert result.exit_code == 2 and "not both" in result.output

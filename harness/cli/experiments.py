@@ -91,11 +91,14 @@ def reproduce(
     if table is not None and table not in BY_ID:
         fail(f"unknown preset {table!r}; `harness reproduce --list` shows them")
     n_seeds = seeds if seeds is not None else DEFAULT_SEEDS[scale.value]
+    presets = PRESETS if all_ else (BY_ID[table],)
+    # every preset's runs first: a bad option for any of them stops here, not hours into --all
+    resolved = [(p, *_resolve_runs(p, scale.value, n_seeds, dataset, weights, set_)) for p in presets]
     if all_ and scale.value == "cpu":
-        _say_expected_all(PRESETS, n_seeds, dataset, weights, set_, results)
+        _say_expected_all([run for _, _, runs in resolved for run in runs], len(presets), results)
     failed = 0
-    for preset in (PRESETS if all_ else (BY_ID[table],)):
-        counts = _reproduce_preset(preset, scale.value, n_seeds, dataset, weights, set_, results, dry_run)
+    for preset, extra, runs in resolved:
+        counts = _reproduce_preset(preset, extra, runs, scale.value, n_seeds, results, dry_run)
         failed += counts.get("failed", 0)
     if failed:
         raise typer.Exit(1)
@@ -120,30 +123,30 @@ def _resolve_runs(preset, scale: str, seeds: int, dataset: str | None, weights: 
         fail(str(err))
 
 
-def _say_expected_all(presets, seeds: int, dataset: str | None, weights: Path | None, set_: list[str],
-                      results: Path) -> None:
-    """``reproduce --all``'s expectation for the whole set at cpu scale: each distinct run once, less the
-    runs already ``ok`` in ``results``, plus the built-in pre-training when a run needs it and it is not cached."""
+def _say_expected_all(runs: list, n_presets: int, results: Path) -> None:
+    """``reproduce --all``'s expectation for the whole set (``runs``: every preset's) at cpu scale: each
+    distinct run once, less the runs already ``ok`` in ``results``, plus the built-in pre-training when a run
+    needs it and it is not cached."""
     from harness.config.presets import expected_minutes
     from harness.run.sweep import finished_keys
     from harness.train.pretrain import cached_path, init_mode
 
-    runs = [run for preset in presets for run in _resolve_runs(preset, "cpu", seeds, dataset, weights, set_)[1]]
     done = finished_keys(results)
     distinct, todo, minutes = expected_minutes(runs, done=done)
     backbones = {p.config.model.backbone for _, p in runs
                  if p.key not in done and init_mode(p.config).startswith("pretrained")}
     untrained = sorted(b for b in backbones if not cached_path(b).is_file())
     console.print(
-        f"reproduce --all: {len(runs)} runs in {len(presets)} presets, {distinct} distinct (a row shared by "
+        f"reproduce --all: {len(runs)} runs in {n_presets} presets, {distinct} distinct (a row shared by "
         f"presets runs once), {distinct - todo} already ok in {results}: expected about {minutes:.0f} min on 2 "
         "CPU cores for the rest" + (f", plus pre-training {', '.join(untrained)} once (about 10 min)"
                                     if untrained else ""), highlight=False)
 
 
-def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weights: Path | None,
-                      set_: list[str], results: Path, dry_run: bool) -> dict[str, int]:
-    """Run (or list) one preset's rows × seeds into ``results``; appends its wall time to reproduce.jsonl."""
+def _reproduce_preset(preset, extra: dict[str, object], runs: list, scale: str, seeds: int, results: Path,
+                      dry_run: bool) -> dict[str, int]:
+    """Run (or list) one preset's ``runs`` (its rows × seeds, resolved with the options ``extra``) into
+    ``results``; appends its wall time to reproduce.jsonl."""
     from harness.config import to_dict
     from harness.config.presets import PAPER_NEEDS, reductions
     from harness.config.sweep import SweepPoint
@@ -152,7 +155,6 @@ def _reproduce_preset(preset, scale: str, seeds: int, dataset: str | None, weigh
     from harness.run.runner import execute
     from harness.run.sweep import run_sweep
 
-    extra, runs = _resolve_runs(preset, scale, seeds, dataset, weights, set_)
     console.print(f"{preset.id}: {preset.paper} {preset.table}: {preset.title}", highlight=False)
     if scale == "paper":
         console.print(f"paper scale needs {PAPER_NEEDS}", highlight=False)

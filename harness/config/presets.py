@@ -117,13 +117,9 @@ def expected_minutes(runs: list[tuple[Row, SweepPoint]], done: set[str] = frozen
     """``(distinct runs, of them not in done, their expected cpu-scale minutes)`` for ``runs`` in one
     results folder: a config shared by several presets' rows runs once, one with an ``ok`` record
     (its key in ``done``) not at all."""
-    todo: dict[str, float] = {}
-    keys = set()
-    for row, point in runs:
-        keys.add(point.key)
-        if point.key not in done:
-            todo[point.key] = MINUTES_PER_RUN[row.detector] * row.scheme_steps
-    return len(keys), len(todo), sum(todo.values())
+    minutes = {point.key: MINUTES_PER_RUN[row.detector] * row.scheme_steps for row, point in runs}
+    todo = [m for key, m in minutes.items() if key not in done]
+    return len(minutes), len(todo), sum(todo)
 
 
 FAST = "Fast R-CNN (ICCV 2015)"
