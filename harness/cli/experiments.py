@@ -181,6 +181,7 @@ def _reproduce_preset(preset, extra: dict[str, object], runs: list, scale: str, 
 
     started, clock = now_iso(), time.perf_counter()
     stated = preset.cpu_minutes(seeds) if scale == "cpu" else None
+    counts = {"ran": 0, "skipped": 0, "failed": 0}  # kept current by run_sweep
 
     def record_invocation(interrupted: bool) -> float:
         # One record per invocation, an interrupted one too (its minutes count in the set's wall time): the
@@ -195,7 +196,6 @@ def _reproduce_preset(preset, extra: dict[str, object], runs: list, scale: str, 
             **record_envelope(started, resolve_device("auto")), "dataset": runs[0][1].config.data.dataset})
         return minutes
 
-    counts = {"ran": 0, "skipped": 0, "failed": 0}  # kept current by run_sweep
     try:
         run_sweep([p for _, p in runs], results_dir=results, execute=run_one, counts=counts,
                   say=lambda msg: console.print(msg, markup=False, highlight=False))

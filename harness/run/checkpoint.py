@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from harness.config import detector_default, flatten_dict, to_dict
-from harness.run.storage import atomic_write, stale_temps
+from harness.run.storage import atomic_torch_save, stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> int:
     Raises:
         StorageError: the disk is full (or similar); the previous checkpoint is kept.
     """
-    return atomic_write(Path(path), lambda f: torch.save(state, f), what="checkpoint")
+    return atomic_torch_save(Path(path), state, what="checkpoint")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -6,8 +6,8 @@ new one, never half of one. If anything goes wrong (``ENOSPC``, Ctrl-C, an
 exception in the writer) the temporary file is removed and the old target is
 untouched. A ``kill -9`` can still leave ``.<name>.<pid>.<random>.tmp`` behind; it is
 never read (:func:`stale_temps` finds such files for clean-up). This is the one
-atomic writer of the project: checkpoints, detections, proposal and feature
-cache entries all go through it.
+atomic writer of the project: checkpoints, weights, detections, proposal and feature
+cache entries all go through it (:func:`atomic_torch_save` for ``torch.save``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 try:
     import fcntl
@@ -59,6 +59,19 @@ def stale_temps(path: Path) -> list[Path]:
     """Temporary files of ``path`` left by writers killed mid-write (and the older ``<name>.tmp`` form)."""
     legacy = path.with_name(path.name + ".tmp")
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) + ([legacy] if legacy.exists() else [])
+
+
+def atomic_torch_save(path: Path, obj: Any, *, what: str = "file") -> int:
+    """:func:`atomic_write` of ``torch.save(obj)``; returns the size in bytes.
+
+    Saved to the open file, not to the temporary file's path: ``torch.save`` to a path names the zip
+    archive's root folder after it, so the temporary name (with its pid) went into the bytes and equal
+    tensors got another SHA-256 on every write. To a file object the root is always ``archive``: the bytes
+    depend on ``obj`` alone.
+    """
+    import torch  # here: the rest of this module needs no torch
+
+    return atomic_write(path, lambda f: torch.save(obj, f), what=what)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, what: str = "file") -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
@@ -33,7 +32,7 @@ from torchvision.ops import roi_pool
 from detectors.backbones import BACKBONES, BackboneParts
 from harness.config import PRETRAINED_BACKBONES as PRETRAIN_BACKBONES
 from harness.data import classification as cls_data
-from harness.run.storage import atomic_write_bytes
+from harness.run.storage import atomic_torch_save, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -136,18 +135,6 @@ def evaluate(model: RegionClassifier, images: Tensor, boxes: Tensor, labels: Ten
     return correct / len(images)
 
 
-def save_state(state: dict[str, Tensor], path: Path) -> None:
-    """Write ``state`` (atomically) so that the file's bytes, and so its SHA-256, depend on the tensors alone.
-
-    ``torch.save`` to a *path* names the zip archive's root folder after that path: the temporary file's
-    name (with its pid) went into the bytes, and equal weights got another SHA-256 on every write. Through a
-    buffer the root folder is always ``archive``.
-    """
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue(), what="weights")
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -233,7 +220,7 @@ def pretrain(
         log(f"epoch {epoch + 1}: loss {loss_sum / seen:.3f}, train top-1 {correct / seen:.3f}, held-out top-1 {top1:.3f}")
 
     out = Path(out)
-    save_state(_backbone_state(root, parts.body, parts.box_head), out)
+    atomic_torch_save(out, _backbone_state(root, parts.body, parts.box_head), what="pre-trained weights")
     sidecar = {
         "name": f"synthetic-cls{cls_data.NUM_CLASSES}-{cfg.backbone}-{cfg.digest()}",
         "backbone": cfg.backbone,
@@ -330,7 +317,7 @@ def body_only(path: Path, backbone: str) -> tuple[Path, str]:
         root, parts = BACKBONES[backbone](False)
         keys = set(_backbone_state(root, parts.body))
         state = torch.load(path, map_location="cpu", weights_only=True)
-        save_state({k: v for k, v in state.items() if k in keys}, out)
+        atomic_torch_save(out, {k: v for k, v in state.items() if k in keys}, what="pre-trained body")
     return out, sha256_file(out)
 
 

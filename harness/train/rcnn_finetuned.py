@@ -23,7 +23,6 @@ proposals and every ``test.*`` key) now share one fine-tuning:
 """
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch import nn
 
 from harness.config import RunConfig, to_dict
 from harness.config.sweep import config_hash
-from harness.run.storage import atomic_write_bytes
+from harness.run.storage import atomic_torch_save
 from harness.train.engine import TrainResult
 from harness.train.feature_cache import state_dict_digest
 
@@ -89,6 +88,5 @@ class FinetunedStore:
         """Store ``network`` (fine-tuned) with ``result``; returns the bytes written."""
         fields = {k: v for k, v in asdict(result).items() if k in ("seconds", "iterations", "epochs_done",
                                                                     "last_losses")}
-        buffer = io.BytesIO()
-        torch.save({"format": FORMAT, "network": network.state_dict(), "result": fields, "key": tree}, buffer)
-        return atomic_write_bytes(self.path(key), buffer.getvalue(), what="fine-tuned R-CNN network")
+        return atomic_torch_save(self.path(key), {"format": FORMAT, "network": network.state_dict(), "result": fields,
+                                                  "key": tree}, what="fine-tuned R-CNN network")
